@@ -1,0 +1,157 @@
+"""Train-step and inference throughput of GLKANet, optionally beside the authors' release.
+
+    python -m attnet.bench model --backbone resnet34 --segments 12 --size 224 --batch 2
+    python -m attnet.bench model ... --compare-authors /path/to/attention-network
+
+With --compare-authors, their Spatial_TemporalNet (imported from a checkout the user
+provides; nothing of it ships here) and ours take training steps alternately in this one
+process, so both see the same machine load, and the ratio of median step times is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import resource
+import statistics
+import sys
+import time
+import warnings
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from attnet.losses import GLKALoss, ga_regularization
+from attnet.models import BACKBONES, GLKANet
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m attnet.bench model", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="resnet34", choices=BACKBONES)
+    p.add_argument("--segments", type=int, default=12)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--classes", type=int, default=51)
+    p.add_argument("--hidden", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast dtype (CUDA)")
+    p.add_argument("--compare-authors", metavar="PATH", default=None,
+                   help="checkout of ZhenxingZheng/attention-network to time beside ours")
+    return p.parse_args(argv)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: KiB -> MiB, whole process
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step: Callable[[], None], device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def our_step(model, x, y, optimizer, criterion, amp_dtype, device) -> Callable[[], None]:
+    def step() -> None:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss, _ = criterion(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def authors_model(path: str, backbone: str, segments: int, hidden: int):
+    """Their Spatial_TemporalNet on torch 2.x: `resnet34(True)` becomes `weights=None`."""
+    import torchvision.models as tvm
+    original = getattr(tvm, backbone)
+    setattr(tvm, backbone, lambda *args, **kwargs: original(weights=None))
+    sys.path.insert(0, path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            models = importlib.import_module("Models")
+            return models.Spatial_TemporalNet(basemodel=backbone, dataset="hmdb", segment=segments,
+                                              attention_type="all", hidden_size=hidden)
+    finally:
+        setattr(tvm, backbone, original)
+        sys.path.remove(path)
+
+
+def authors_step(net, x, y, optimizer) -> Callable[[], None]:
+    """Their train step: CE on the fused output plus GA on softmaxed stream outputs."""
+    frames = x.reshape(-1, *x.shape[2:])
+
+    def step() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            average, auto, learned, fused = net(frames)
+        loss = F.cross_entropy(fused, y) + ga_regularization(average, auto, y) + ga_regularization(average, learned, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+
+    torch.manual_seed(0)
+    model = GLKANet(args.classes, backbone=args.backbone, hidden_size=args.hidden).to(device, memory_format=memory_format)
+    runner = torch.compile(model) if args.compile else model
+    x = torch.randn(args.batch, args.segments, 3, args.size, args.size, device=device)
+    y = torch.randint(0, args.classes, (args.batch,), device=device)
+    sgd = dict(lr=1e-3, momentum=0.9, weight_decay=1e-5)
+    ours = our_step(runner, x, y, torch.optim.SGD(model.parameters(), **sgd), GLKALoss(), amp_dtype, device)
+    steps = {"attnet": ours}
+    if args.compare_authors:
+        theirs = authors_model(args.compare_authors, args.backbone, args.segments, args.hidden).to(device)
+        steps["authors"] = authors_step(theirs, x, y, torch.optim.SGD(theirs.parameters(), **sgd))
+
+    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}), "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"config: {args.backbone}, T={args.segments}, {args.size}px, batch {args.batch}, K={args.classes}, "
+          f"channels_last={args.channels_last}, compile={args.compile}, amp={args.amp}")
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for name, step in steps.items():
+        timed(step, device)                       # warm-up (allocations, compile, cudnn autotune)
+    for _ in range(args.steps):
+        for name, step in steps.items():          # alternate, so load drifts hit both alike
+            times[name].append(timed(step, device))
+    for name, t in times.items():
+        med = statistics.median(t)
+        print(f"train  {name:8s} median step {med:.3f} s  ({args.batch / med:.2f} clips/s; "
+              f"steps: {' '.join(f'{v:.2f}' for v in t)})")
+    if "authors" in times:
+        ratio = statistics.median(times["authors"]) / statistics.median(times["attnet"])
+        print(f"speed-up of attnet over the authors' release: {ratio:.2f}x")
+
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        timed(lambda: runner(x), device)
+        infer = [timed(lambda: runner(x), device) for _ in range(args.steps)]
+    med = statistics.median(infer)
+    print(f"infer  attnet   median {med:.3f} s  ({args.batch / med:.2f} clips/s)")
+    print(f"peak memory: {peak_memory_mb(device):.0f} MiB ({'CUDA allocated' if device.type == 'cuda' else 'process max RSS'})")

@@ -1,0 +1,9 @@
+"""The network: backbones, the GP / SA / LA streams, temporal models and GLKANet."""
+from .attention import GlobalPooling, LearnedAttention, StatisticAttention
+from .backbones import BACKBONES, PretrainedWeightsError, build_backbone
+from .glka import STREAMS, GLKANet, GLKAOutput
+from .temporal import SRU, SRULayer, TemporalHead
+
+__all__ = ["BACKBONES", "STREAMS", "GLKANet", "GLKAOutput", "GlobalPooling", "LearnedAttention",
+           "PretrainedWeightsError", "SRU", "SRULayer", "StatisticAttention", "TemporalHead",
+           "build_backbone"]
