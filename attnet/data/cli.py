@@ -1,0 +1,103 @@
+"""`attnet data synth | check | layout`."""
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from pathlib import Path
+
+from . import lists, synthetic
+from .decoding import folder_num_frames, video_num_frames
+from .layouts import LAYOUTS
+from .lists import DataError
+
+
+def _synth(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    counts = {"train": args.train, "val": args.val, "test": args.test}
+    out = synthetic.generate(args.out, num_classes=args.classes, videos_per_class=counts, frames=args.frames,
+                             size=args.size, seed=args.seed, frame_folders=args.frame_folders)
+    total = args.classes * sum(counts.values())
+    print(f"wrote {total} videos ({args.classes} classes, {counts}) to {out} in {time.perf_counter() - start:.1f} s")
+
+
+def _subsets(name: str, root: Path, split: int, list_file: str | None):
+    """(subset, records, classes, missing) for every subset the dataset has."""
+    if name == "ucf101":
+        for subset in ("train", "test"):
+            yield (subset, *lists.ucf101(root, split, subset), [])
+    elif name == "hmdb51":
+        for subset in ("train", "test"):
+            yield (subset, *lists.hmdb51(root, split, subset), [])
+    elif name == "kinetics":
+        for subset in ("train", "val"):
+            yield (subset, *lists.kinetics(root, subset))
+    else:
+        files = [Path(list_file)] if list_file else sorted(root.glob("*.txt"))
+        for path in files:
+            if path.name != "classes.txt":
+                yield (path.stem, *lists.list_file(root, path), [])
+
+
+def _check(args: argparse.Namespace) -> None:
+    root = Path(args.root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset root not found; see `attnet data layout {args.dataset}`")
+    problems = 0
+    for subset, records, classes, missing in _subsets(args.dataset, root, args.split, args.list_file):
+        bad = []
+        for record in records:
+            try:
+                if record.path.suffix:
+                    video_num_frames(record.path) if args.decode else record.path.stat()
+                else:
+                    folder_num_frames(record.path, args.frame_template)
+            except (DataError, OSError) as err:
+                bad.append(str(err).split(";")[0])
+        counts = Counter(r.label for r in records)
+        sizes = sorted(counts.values()) or [0]
+        print(f"{subset}: {len(records)} videos, {len(classes)} classes "
+              f"(per class min {sizes[0]}, median {sizes[len(sizes) // 2]}, max {sizes[-1]}), "
+              f"{len(missing)} missing, {len(bad)} unreadable")
+        for name in missing[: args.show]:
+            print(f"  missing: {name}")
+        for line in bad[: args.show]:
+            print(f"  unreadable: {line}")
+        empty = [c for i, c in enumerate(classes) if counts.get(i, 0) == 0]
+        if empty:
+            print(f"  classes without videos: {', '.join(empty[: args.show])}")
+        problems += len(bad) + len(missing)
+    print("ok" if problems == 0 else f"{problems} problems")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="attnet data", description="Datasets: synthesize, check, show layouts.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("synth", help="generate the synthetic action dataset")
+    p.add_argument("--out", default="data/synthetic")
+    p.add_argument("--classes", type=int, default=8)
+    p.add_argument("--train", type=int, default=synthetic.SUBSET_SIZES["train"], help="videos per class")
+    p.add_argument("--val", type=int, default=synthetic.SUBSET_SIZES["val"])
+    p.add_argument("--test", type=int, default=synthetic.SUBSET_SIZES["test"])
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frame-folders", action="store_true", help="also write JPEG frame folders")
+    p.set_defaults(run=_synth)
+    p = sub.add_parser("check", help="count videos per split, list missing/unreadable files")
+    p.add_argument("dataset", choices=["ucf101", "hmdb51", "kinetics", "list"])
+    p.add_argument("--root", required=True)
+    p.add_argument("--split", type=int, default=1)
+    p.add_argument("--list-file", default=None)
+    p.add_argument("--frame-template", default="img_{:05d}.jpg")
+    p.add_argument("--decode", action="store_true", help="open every video with the decoder (slow)")
+    p.add_argument("--show", type=int, default=20, help="how many names to list per problem")
+    p.set_defaults(run=_check)
+    p = sub.add_parser("layout", help="print the expected directory tree and download pages")
+    p.add_argument("dataset", choices=sorted(LAYOUTS))
+    p.set_defaults(run=lambda a: print(LAYOUTS[a.dataset]))
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except DataError as err:
+        parser.exit(1, f"error: {err}\n")

@@ -1,0 +1,137 @@
+"""ClipDataset: records -> TSN-sampled, decoded, transformed clips; and `build_dataset`."""
+from __future__ import annotations
+
+import multiprocessing
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from . import lists
+from .decoding import decode_frames, decode_video, folder_num_frames, video_num_frames
+from .lists import DataError, VideoRecord
+from .sampling import eval_indices, train_indices
+from .transforms import eval_transform, train_transform
+
+DATASETS = ("ucf101", "hmdb51", "kinetics400", "kinetics600", "list", "synthetic")
+SUBSETS = ("train", "val", "test")
+
+
+class ClipDataset(Dataset):
+    """Items are (clip, label): clip float [T, 3, S, S], or [clips, T, 3, S, S] when
+    num_clips > 1 or three-crop testing (clips x crops in the leading dimension).
+
+    Training items use random TSN offsets and the random crop/flip; other subsets use the
+    deterministic offsets of `frame_indices` and the centre crop.
+    """
+
+    def __init__(self, records: list[VideoRecord], classes: list[str], train: bool, segments: int = 12,
+                 num_clips: int = 1, size: int = 224, resize: int | None = None,
+                 frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
+                 on_bad_video: str = "error", normalize: bool = True) -> None:
+        if on_bad_video not in ("error", "skip"):
+            raise ValueError(f"on_bad_video must be 'error' or 'skip', got {on_bad_video!r}")
+        if segments < 1 or num_clips < 1:
+            raise ValueError(f"segments and num_clips must be >= 1, got {segments} and {num_clips}")
+        self.records, self.classes, self.train = records, classes, train
+        self.segments, self.num_clips = segments, 1 if train else num_clips
+        self.frame_template, self.frame_start = frame_template, frame_start
+        self.on_bad_video = on_bad_video
+        self.three_crop = three_crop and not train
+        resize = resize or round(size * 256 / 224)
+        self.transform = train_transform(size, resize, normalize) if train else \
+            eval_transform(size, resize, normalize, self.three_crop)
+        self._lengths: dict[int, int] = {}
+        # shared with DataLoader workers (fork), so the epoch's skip count reaches the trainer
+        self._skipped = multiprocessing.get_context("fork").Value("i", 0)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def skipped(self) -> int:
+        """Bad videos replaced since the last `reset_skipped()` (on_bad_video="skip")."""
+        return self._skipped.value
+
+    def reset_skipped(self) -> int:
+        with self._skipped.get_lock():
+            count, self._skipped.value = self._skipped.value, 0
+        return count
+
+    def num_frames(self, index: int) -> int:
+        record = self.records[index]
+        if record.num_frames is not None:
+            return record.num_frames
+        if index not in self._lengths:
+            self._lengths[index] = (video_num_frames(record.path) if record.path.suffix else
+                                    folder_num_frames(record.path, self.frame_template))
+        return self._lengths[index]
+
+    def frame_indices(self, index: int) -> torch.Tensor:
+        """[clips, T] deterministic evaluation indices of item `index` (what non-train items use)."""
+        return eval_indices(self.num_frames(index), self.segments, self.num_clips)
+
+    def _load(self, index: int) -> torch.Tensor:
+        record = self.records[index]
+        n = self.num_frames(index)
+        indices = train_indices(n, self.segments)[None] if self.train else eval_indices(n, self.segments, self.num_clips)
+        flat = indices.flatten()
+        if record.path.suffix:
+            frames, _ = decode_video(record.path, flat)
+        else:
+            frames = decode_frames(record.path, flat, self.frame_template, self.frame_start)
+        clips = torch.stack([self.transform(c) for c in frames.view(len(indices), self.segments, *frames.shape[1:])])
+        if self.three_crop:                                  # [clips, crops, T, ...] -> [clips*crops, T, ...]
+            clips = clips.flatten(0, 1)
+        return clips[0] if len(clips) == 1 else clips
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        for attempt in range(len(self.records)):
+            i = (index + attempt) % len(self.records)
+            try:
+                return self._load(i), self.records[i].label
+            except DataError as err:
+                if self.on_bad_video == "error":
+                    raise
+                with self._skipped.get_lock():
+                    self._skipped.value += 1
+                warnings.warn(f"skipped bad video: {err}", stacklevel=2)
+        raise DataError("every video of the dataset failed to decode; see the warnings above")
+
+
+def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "train", segments: int = 12,
+                  num_clips: int = 1, size: int = 224, resize: int | None = None,
+                  list_file: str | Path | None = None, kinetics_csv: str | Path | None = None,
+                  frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
+                  on_bad_video: str = "error", normalize: bool = True) -> ClipDataset:
+    """A dataset by name, read from its official layout under `root` (see `attnet data layout`).
+
+    UCF101 and HMDB51 have no validation split: "val" reads the test list of `split`.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}: choose from {', '.join(SUBSETS)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset root not found; see `attnet data layout {name}` "
+                        + ("or `attnet data synth`" if name == "synthetic" else ""))
+    if name in ("ucf101", "hmdb51") and split not in (1, 2, 3):
+        raise ValueError(f"{name} has splits 1, 2 and 3, got {split}")
+    if name == "ucf101":
+        records, classes = lists.ucf101(root, split, subset)
+    elif name == "hmdb51":
+        records, classes = lists.hmdb51(root, split, subset)
+    elif name.startswith("kinetics"):
+        records, classes, missing = lists.kinetics(root, subset, Path(kinetics_csv) if kinetics_csv else None)
+        if missing:
+            warnings.warn(f"{name} {subset}: {len(missing)} clips listed but not found under {root} "
+                          f"(e.g. {missing[0]}); they are left out", stacklevel=2)
+    else:
+        path = Path(list_file) if list_file else root / f"{subset}.txt"
+        records, classes = lists.list_file(root, path)
+    if not records:
+        raise DataError(f"{root}: no videos for {name} split {split} subset {subset!r}; see `attnet data check`")
+    return ClipDataset(records, classes, subset == "train", segments, num_clips, size, resize,
+                       frame_template, frame_start, three_crop, on_bad_video, normalize)

@@ -1,0 +1,79 @@
+"""Frame decoding: only the sampled frames, from video files or frame folders."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torchvision.io
+
+from .lists import DataError
+
+# torchvision 0.29 flags its image codecs as deprecated; they remain the JPEG path for frame folders
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
+
+
+def _decoder(path: Path):
+    from torchcodec.decoders import VideoDecoder   # imported here: FFmpeg is loaded on first use
+    if not path.is_file():
+        raise DataError(f"{path}: video not found; check the dataset root and the list file")
+    try:
+        return VideoDecoder(str(path), dimension_order="NCHW", seek_mode="approximate")
+    except Exception as err:   # torchcodec raises RuntimeError/ValueError with FFmpeg's text
+        raise DataError(f"{path}: unreadable or corrupt video ({str(err).splitlines()[0]}); "
+                        "re-download it or remove it from the list") from None
+
+
+def video_num_frames(path: Path) -> int:
+    """Frame count from the container's metadata (falls back to duration x fps)."""
+    meta = _decoder(path).metadata
+    count = meta.num_frames
+    if not count and meta.duration_seconds and meta.average_fps:
+        count = int(meta.duration_seconds * meta.average_fps)
+    if not count:
+        raise DataError(f"{path}: video has no decodable frame; re-download it or remove it from the list")
+    return int(count)
+
+
+def decode_video(path: Path, indices: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """uint8 [len(indices), 3, H, W] frames at `indices` (clamped to the real length), and the length."""
+    decoder = _decoder(path)
+    count = decoder.metadata.num_frames or 0
+    if count <= 0:
+        raise DataError(f"{path}: video has no decodable frame; re-download it or remove it from the list")
+    unique, inverse = torch.unique(indices.clamp(0, count - 1), return_inverse=True)
+    try:
+        frames = decoder.get_frames_at(unique.tolist()).data
+    except Exception as err:
+        raise DataError(f"{path}: cannot decode frames {unique.tolist()[:4]}... ({str(err).splitlines()[0]}); "
+                        "the file is probably truncated: re-download it") from None
+    return frames[inverse], count
+
+
+def folder_num_frames(folder: Path, template: str) -> int:
+    """Number of frames in a folder named by `template` (e.g. 'img_{:05d}.jpg')."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: frame folder not found; check the dataset root and the list file")
+    suffix = Path(template.format(0)).suffix
+    count = sum(1 for p in folder.iterdir() if p.suffix == suffix)
+    if count == 0:
+        raise DataError(f"{folder}: no '{suffix}' frames; check frame_template ({template!r})")
+    return count
+
+
+def decode_frames(folder: Path, indices: torch.Tensor, template: str, start: int = 1) -> torch.Tensor:
+    """uint8 [len(indices), 3, H, W] from JPEG files; frame k is template.format(k + start)."""
+    cache: dict[int, torch.Tensor] = {}
+    out = []
+    for k in indices.tolist():
+        if k not in cache:
+            path = folder / template.format(k + start)
+            try:
+                cache[k] = torchvision.io.decode_jpeg(torchvision.io.read_file(str(path)),
+                                                      mode=torchvision.io.ImageReadMode.RGB)
+            except (RuntimeError, OSError) as err:
+                raise DataError(f"{path}: cannot read frame ({str(err).splitlines()[0]}); "
+                                "check frame_template and frame_start") from None
+        out.append(cache[k])
+    return torch.stack(out)

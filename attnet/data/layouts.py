@@ -1,0 +1,46 @@
+"""Where each dataset comes from and the tree `build_dataset` expects (nothing downloads here)."""
+
+LAYOUTS = {
+    "ucf101": """UCF101 (13,320 videos, 101 classes, 3 train/test splits)
+  download: https://www.crcv.ucf.edu/data/UCF101.php
+    UCF101.rar                              (videos)
+    UCF101TrainTestSplits-RecognitionTask.zip   (split lists)
+  <root>/
+    ucfTrainTestlist/classInd.txt          "1 ApplyEyeMakeup" (1-based)
+    ucfTrainTestlist/trainlist0{1,2,3}.txt "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1"
+    ucfTrainTestlist/testlist0{1,2,3}.txt  "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"
+    UCF-101/<Class>/v_<Class>_gXX_cYY.avi
+  use: build_dataset("ucf101", root, split=1, subset="train"|"test")""",
+    "hmdb51": """HMDB51 (6,766 clips, 51 classes, 3 splits of 70 train / 30 test per class)
+  download: https://serre-lab.clps.brown.edu/resource/hmdb-a-large-human-motion-database/
+    hmdb51_org.rar                          (one .rar of videos per class: unpack each)
+    test_train_splits.rar                   (split files)
+  <root>/
+    testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt   "<video>.avi <tag>"  1 train, 2 test, 0 unused
+    <class>/<video>.avi
+  use: build_dataset("hmdb51", root, split=1, subset="train"|"test")""",
+    "kinetics400": """Kinetics-400 (~240k train / 20k val clips of 10 s, 400 classes)
+  download: https://github.com/cvdfoundation/kinetics-dataset (CVDF mirror of the clips)
+            https://deepmind.com/research/open-source/kinetics  (annotations)
+  <root>/
+    train.csv, validate.csv, test.csv (or annotations/*.csv)   label,youtube_id,time_start,time_end,split
+    any folders below root: <youtube_id>_<start:06d>_<end:06d>.mp4  (class folders or flat)
+  missing clips (removed from YouTube) are counted and left out, not fatal
+  use: build_dataset("kinetics400", root, subset="train"|"val"|"test")""",
+    "kinetics600": """Kinetics-600 (~390k train / 30k val clips, 600 classes; the authors' pre-training set)
+  download: https://github.com/cvdfoundation/kinetics-dataset (CVDF mirror of the clips)
+            https://deepmind.com/research/open-source/kinetics  (annotations)
+  <root>/  as kinetics400, with the Kinetics-600 CSVs
+  use: build_dataset("kinetics600", root, subset="train"|"val"|"test")""",
+    "list": """Generic list files (your own data, or pre-extracted frames)
+  <root>/<list>.txt, one line a sample, paths relative to <root>:
+    videos (mmaction2):      "relative/path/clip.mp4 <label>"
+    frame folders (authors): "relative/path/folder <num_frames> <label>"   frames named by frame_template
+  optional <list dir>/classes.txt: one class name a line, in label order
+  use: build_dataset("list", root, list_file="<root>/train.txt", subset="train")""",
+    "synthetic": """The embedded synthetic action dataset (8 motion classes, generated here, no download)
+  attnet data synth --out data/synthetic
+  <root>/ videos/<class>/<name>.mp4, boxes/<class>/<name>.npy, train.txt, val.txt, test.txt, classes.txt
+  use: build_dataset("synthetic", root, subset="train"|"val"|"test")""",
+}
+LAYOUTS["kinetics"] = LAYOUTS["kinetics600"]

@@ -1,0 +1,19 @@
+"""The DataLoader factory shared by training, evaluation and the notebooks."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+def build_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 0, distributed: bool = False,
+                 seed: int = 0, drop_last: bool | None = None, pin_memory: bool | None = None) -> DataLoader:
+    """Shuffled (train) or ordered batches; a DistributedSampler when distributed (the caller
+    sets its epoch). Multi-clip items batch to [B, clips, T, 3, H, W]."""
+    sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False) if distributed else None
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+        num_workers=workers, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        drop_last=train if drop_last is None else drop_last, persistent_workers=workers > 0,
+        generator=generator,
+    )

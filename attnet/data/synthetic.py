@@ -1,0 +1,197 @@
+"""The embedded synthetic action dataset: a small actor among look-alike distractors.
+
+Each video shows a textured background, one *actor* (a square marked with a white X) and
+several *distractors* (the same squares marked with a +, random colours, each moving in a
+straight line in a random direction). The class is the actor's motion, so temporal order
+matters and the actor has to be found among the distractors:
+
+    0 move_right   1 move_left   2 move_down   3 move_up
+    4 orbit_cw     5 orbit_ccw   6 grow        7 shrink
+
+Ground truth: the actor's box (x0, y0, x1, y1; pixels, x1/y1 exclusive) in every frame,
+saved as boxes/<class>/<name>.npy beside videos/<class>/<name>.mp4. List files train.txt,
+val.txt and test.txt use the generic "relative/path label" format, so the real loaders
+read them; with frame_folders=True, frames/<class>/<name>/img_00001.jpg... and
+{subset}_frames.txt ("relative/path num_frames label") are written too.
+Everything is a function of the seed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CLASSES = ("move_right", "move_left", "move_down", "move_up", "orbit_cw", "orbit_ccw", "grow", "shrink")
+SUBSET_SIZES = {"train": 30, "val": 8, "test": 8}
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Low-frequency colour waves plus a faint grid: texture without a salient object."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    image = np.full((size, size, 3), 110.0, dtype=np.float32)
+    for _ in range(4):
+        fx, fy, phase = rng.uniform(1, 5), rng.uniform(1, 5), rng.uniform(0, 2 * math.pi)
+        image += rng.uniform(-25, 25, size=3) * np.sin(2 * math.pi * (fx * x + fy * y) + phase)[..., None]
+    image[::8] += 12
+    image[:, ::8] += 12
+    return image
+
+
+def _stamp(frame: np.ndarray, cx: float, cy: float, side: float, colour: np.ndarray, actor: bool) -> tuple:
+    """Draw a marked square centred at (cx, cy); return its clipped box."""
+    size = frame.shape[0]
+    half = side / 2
+    x0, y0 = int(round(cx - half)), int(round(cy - half))
+    x1, y1 = x0 + int(round(side)), y0 + int(round(side))
+    bx0, by0, bx1, by1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+    if bx1 <= bx0 or by1 <= by0:
+        return (0, 0, 0, 0)
+    frame[by0:by1, bx0:bx1] = colour
+    n = y1 - y0
+    k = np.arange(n)
+    if actor:   # X: both diagonals
+        rows, cols = np.concatenate([k, k]), np.concatenate([k, n - 1 - k])
+    else:       # +: the two middle lines
+        rows, cols = np.concatenate([k, np.full(n, n // 2)]), np.concatenate([np.full(n, n // 2), k])
+    rows, cols = rows + y0, cols + x0
+    keep = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
+    frame[rows[keep], cols[keep]] = 245.0
+    return (bx0, by0, bx1, by1)
+
+
+def _actor_path(label: int, t: np.ndarray, rng: np.random.Generator, size: int):
+    """Centre x, centre y and side of the actor at times t in [0, 1]."""
+    side = np.full_like(t, size * rng.uniform(0.10, 0.15))
+    travel = size * rng.uniform(0.45, 0.6)
+    start = rng.uniform(size * 0.2, size * 0.8 - travel) + size * 0.0
+    across = rng.uniform(size * 0.2, size * 0.8)
+    if label in (0, 1, 2, 3):
+        along = start + travel * (t if label in (0, 2) else 1 - t)
+        return (along, np.full_like(t, across), side) if label in (0, 1) else (np.full_like(t, across), along, side)
+    if label in (4, 5):         # image y points down: increasing angle turns clockwise on screen
+        radius = size * rng.uniform(0.18, 0.25)
+        cx, cy = rng.uniform(size * 0.35, size * 0.65, size=2)
+        angle = rng.uniform(0, 2 * math.pi) + (1 if label == 4 else -1) * 1.5 * math.pi * t
+        return cx + radius * np.cos(angle), cy + radius * np.sin(angle), side
+    small, large = size * 0.07, size * 0.2
+    side = small + (large - small) * (t if label == 6 else 1 - t)
+    cx, cy = rng.uniform(size * 0.3, size * 0.7, size=2)
+    return np.full_like(t, cx), np.full_like(t, cy), side
+
+
+def render(label: int, seed: int | tuple, frames: int = 32, size: int = 112,
+           distractors: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """One video of class `label`: uint8 frames [F, size, size, 3] and actor boxes [F, 4]."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 1.0, frames)
+    background = _background(rng, size)
+    ax, ay, aside = _actor_path(label, t, rng, size)
+    actor_colour = rng.uniform(40, 220, size=3)
+    movers = []
+    for _ in range(distractors):
+        start = rng.uniform(size * 0.15, size * 0.85, size=2)
+        heading = rng.uniform(0, 2 * math.pi)
+        speed = size * rng.uniform(0.2, 0.5)
+        movers.append((start, speed * np.array([math.cos(heading), math.sin(heading)]),
+                       size * rng.uniform(0.10, 0.15), rng.uniform(40, 220, size=3)))
+    video = np.empty((frames, size, size, 3), dtype=np.uint8)
+    boxes = np.zeros((frames, 4), dtype=np.int32)
+    for f in range(frames):
+        frame = background.copy()
+        for start, velocity, side, colour in movers:
+            cx, cy = start + velocity * t[f]
+            _stamp(frame, cx, cy, side, colour, actor=False)
+        boxes[f] = _stamp(frame, ax[f], ay[f], aside[f], actor_colour, actor=True)   # drawn on top
+        frame += rng.normal(0, 4, size=frame.shape)
+        video[f] = np.clip(frame, 0, 255).astype(np.uint8)
+    return video, boxes
+
+
+def _write_video(path: Path, video: np.ndarray, fps: int) -> None:
+    from torchcodec.encoders import VideoEncoder
+    frames = torch.from_numpy(video).permute(0, 3, 1, 2).contiguous()
+    tmp = path.with_name(path.stem + ".tmp.mp4")
+    # fastdecode (no CABAC, no deblocking) makes decoding ~4x cheaper, so loaders keep up on CPU
+    VideoEncoder(frames, frame_rate=fps).to_file(str(tmp), codec="libx264", pixel_format="yuv420p", crf=18,
+                                                 extra_options={"tune": "fastdecode"})
+    os.replace(tmp, path)
+
+
+def _write_frames(folder: Path, video: np.ndarray) -> None:
+    import torchvision.io
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(video, start=1):
+        data = torchvision.io.encode_jpeg(torch.from_numpy(frame).permute(2, 0, 1).contiguous(), quality=95)
+        torchvision.io.write_file(str(folder / f"img_{i:05d}.jpg"), data)
+
+
+def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[str, int] | None = None,
+             frames: int = 32, size: int = 112, fps: int = 8, distractors: int = 3, seed: int = 0,
+             frame_folders: bool = False) -> Path:
+    """Write the dataset under out_dir (replacing an older one) and return out_dir.
+
+    A meta.json records the arguments; `ensure` uses it to skip regeneration.
+    """
+    if not 2 <= num_classes <= len(CLASSES):
+        raise ValueError(f"num_classes must be in 2..{len(CLASSES)}, got {num_classes}")
+    counts = {**SUBSET_SIZES, **(videos_per_class or {})}
+    out = Path(out_dir)
+    meta = dict(num_classes=num_classes, videos_per_class=counts, frames=frames, size=size, fps=fps,
+                distractors=distractors, seed=seed, frame_folders=frame_folders)
+    for sub in ("videos", "boxes", "frames"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "meta.json").unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    lines: dict[str, list[str]] = {s: [] for s in counts}
+    frame_lines: dict[str, list[str]] = {s: [] for s in counts}
+    for label, name in enumerate(CLASSES[:num_classes]):
+        for sub in ("videos", "boxes"):
+            (out / sub / name).mkdir(parents=True, exist_ok=True)
+        index = 0
+        for subset, count in counts.items():
+            for _ in range(count):
+                clip = f"{name}_{index:04d}"
+                video, boxes = render(label, (seed, label, index), frames, size, distractors)
+                _write_video(out / "videos" / name / f"{clip}.mp4", video, fps)
+                np.save(out / "boxes" / name / f"{clip}.npy", boxes)
+                lines[subset].append(f"videos/{name}/{clip}.mp4 {label}")
+                if frame_folders:
+                    _write_frames(out / "frames" / name / clip, video)
+                    frame_lines[subset].append(f"frames/{name}/{clip} {frames} {label}")
+                index += 1
+    for subset in counts:
+        (out / f"{subset}.txt").write_text("\n".join(lines[subset]) + "\n")
+        if frame_folders:
+            (out / f"{subset}_frames.txt").write_text("\n".join(frame_lines[subset]) + "\n")
+    (out / "classes.txt").write_text("\n".join(CLASSES[:num_classes]) + "\n")
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))   # written last: marks a complete dataset
+    return out
+
+
+def ensure(out_dir: str | Path, **kwargs) -> Path:
+    """Generate the dataset unless out_dir already holds one made with the same arguments."""
+    out = Path(out_dir)
+    meta_path = out / "meta.json"
+    wanted = dict(num_classes=8, videos_per_class=SUBSET_SIZES, frames=32, size=112, fps=8, distractors=3,
+                  seed=0, frame_folders=False)
+    wanted.update(kwargs)
+    wanted["videos_per_class"] = {**SUBSET_SIZES, **(kwargs.get("videos_per_class") or {})}
+    if meta_path.is_file() and json.loads(meta_path.read_text()) == wanted:
+        return out
+    return generate(out, **wanted)
+
+
+def load_boxes(root: str | Path, relpath: str | Path) -> np.ndarray:
+    """Actor boxes [F, 4] (x0, y0, x1, y1) of the video at `relpath` ('videos/<class>/<name>.mp4')."""
+    rel = Path(relpath)
+    if rel.is_absolute():
+        rel = rel.relative_to(Path(root))
+    path = Path(root) / "boxes" / Path(*rel.parts[1:]).with_suffix(".npy")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ground-truth boxes; regenerate with `attnet data synth`")
+    return np.load(path)

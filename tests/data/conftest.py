@@ -1,0 +1,61 @@
+"""Tiny real files in the datasets' formats, made per test in a tmp dir."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+def index_video(num_frames: int, height: int = 48, width: int = 64) -> torch.Tensor:
+    """uint8 [F, 3, H, W] whose frame i is a flat grey of value 8 * i: decodable back to its index."""
+    values = (torch.arange(num_frames, dtype=torch.uint8) * 8).view(-1, 1, 1, 1)
+    return values.expand(num_frames, 3, height, width).contiguous()
+
+
+def write_mp4(path: Path, frames: torch.Tensor, fps: int = 25) -> Path:
+    from torchcodec.encoders import VideoEncoder
+    path.parent.mkdir(parents=True, exist_ok=True)
+    VideoEncoder(frames, frame_rate=fps).to_file(str(path), codec="libx264", pixel_format="yuv444p", crf=0)
+    return path
+
+
+def write_jpegs(folder: Path, frames: torch.Tensor, template: str = "img_{:05d}.jpg", start: int = 1) -> Path:
+    import torchvision.io
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        torchvision.io.write_file(str(folder / template.format(i + start)), torchvision.io.encode_jpeg(frame, quality=100))
+    return folder
+
+
+def decoded_index(frame: torch.Tensor) -> int:
+    """Which index_video frame a decoded (uint8 or [0, 1] float) frame is."""
+    value = frame.float().mean().item() * (255 if frame.is_floating_point() else 1)
+    return int(round(value / 8))
+
+
+def write_text(path: Path, lines: list[str], crlf: bool = True, bom: bool = False) -> Path:
+    """Lines as a publisher might ship them: CRLF, trailing spaces, a blank line, an optional BOM."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    end = "\r\n" if crlf else "\n"
+    body = end.join(line + "  " for line in lines) + end + end
+    path.write_bytes(("\ufeff" if bom else "").encode() + body.encode())
+    return path
+
+
+@pytest.fixture
+def ucf_root(tmp_path):
+    root = tmp_path / "ucf"
+    write_text(root / "ucfTrainTestlist" / "classInd.txt", ["1 ApplyEyeMakeup", "2 Archery", "3 Basketball"], bom=True)
+    write_text(root / "ucfTrainTestlist" / "trainlist01.txt",
+               ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1", "Basketball/v_Basketball_g08_c01.avi 3"])
+    write_text(root / "ucfTrainTestlist" / "testlist01.txt", ["Archery/v_Archery_g01_c01.avi"])
+    return root
+
+
+@pytest.fixture
+def hmdb_root(tmp_path):
+    root = tmp_path / "hmdb"
+    split = root / "testTrainMulti_7030_splits"
+    write_text(split / "brush_hair_test_split1.txt", ["a.avi 1", "b.avi 2", "c.avi 0"])
+    write_text(split / "cartwheel_test_split1.txt", ["d.avi 2", "e.avi 1", "f.avi 1"])
+    return root
