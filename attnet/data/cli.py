@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train", type=int, default=synthetic.SUBSET_SIZES["train"], help="videos per class")
     p.add_argument("--val", type=int, default=synthetic.SUBSET_SIZES["val"])
     p.add_argument("--test", type=int, default=synthetic.SUBSET_SIZES["test"])
-    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frame-folders", action="store_true", help="also write JPEG frame folders")

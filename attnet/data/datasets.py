@@ -29,7 +29,7 @@ class ClipDataset(Dataset):
     def __init__(self, records: list[VideoRecord], classes: list[str], train: bool, segments: int = 12,
                  num_clips: int = 1, size: int = 224, resize: int | None = None,
                  frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
-                 on_bad_video: str = "error", normalize: bool = True) -> None:
+                 on_bad_video: str = "error", normalize: bool = True, hflip: bool = True) -> None:
         if on_bad_video not in ("error", "skip"):
             raise ValueError(f"on_bad_video must be 'error' or 'skip', got {on_bad_video!r}")
         if segments < 1 or num_clips < 1:
@@ -40,7 +40,7 @@ class ClipDataset(Dataset):
         self.on_bad_video = on_bad_video
         self.three_crop = three_crop and not train
         resize = resize or round(size * 256 / 224)
-        self.transform = train_transform(size, resize, normalize) if train else \
+        self.transform = train_transform(size, resize, normalize, hflip) if train else \
             eval_transform(size, resize, normalize, self.three_crop)
         self._lengths: dict[int, int] = {}
         # shared with DataLoader workers (fork), so the epoch's skip count reaches the trainer
@@ -104,10 +104,11 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
                   num_clips: int = 1, size: int = 224, resize: int | None = None,
                   list_file: str | Path | None = None, kinetics_csv: str | Path | None = None,
                   frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
-                  on_bad_video: str = "error", normalize: bool = True) -> ClipDataset:
+                  on_bad_video: str = "error", normalize: bool = True, hflip: bool = True) -> ClipDataset:
     """A dataset by name, read from its official layout under `root` (see `attnet data layout`).
 
     UCF101 and HMDB51 have no validation split: "val" reads the test list of `split`.
+    hflip=False turns off the training flip (the synthetic classes include left vs right).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
@@ -134,4 +135,4 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
     if not records:
         raise DataError(f"{root}: no videos for {name} split {split} subset {subset!r}; see `attnet data check`")
     return ClipDataset(records, classes, subset == "train", segments, num_clips, size, resize,
-                       frame_template, frame_start, three_crop, on_bad_video, normalize)
+                       frame_template, frame_start, three_crop, on_bad_video, normalize, hflip)

@@ -6,14 +6,19 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 def build_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 0, distributed: bool = False,
-                 seed: int = 0, drop_last: bool | None = None, pin_memory: bool | None = None) -> DataLoader:
+                 seed: int = 0, drop_last: bool | None = None, pin_memory: bool | None = None,
+                 persistent_workers: bool = True) -> DataLoader:
     """Shuffled (train) or ordered batches; a DistributedSampler when distributed (the caller
-    sets its epoch). Multi-clip items batch to [B, clips, T, 3, H, W]."""
+    sets its epoch). Multi-clip items batch to [B, clips, T, 3, H, W].
+
+    Workers draw their seeds from the loader's generator when they start; the trainer
+    reseeds it every epoch and passes persistent_workers=False so that an epoch's random
+    crops do not depend on the epochs before it (exact resume)."""
     sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False) if distributed else None
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
         num_workers=workers, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        drop_last=train if drop_last is None else drop_last, persistent_workers=workers > 0,
+        drop_last=train if drop_last is None else drop_last, persistent_workers=persistent_workers and workers > 0,
         generator=generator,
     )

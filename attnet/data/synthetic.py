@@ -1,8 +1,9 @@
 """The embedded synthetic action dataset: a small actor among look-alike distractors.
 
-Each video shows a textured background, one *actor* (a square marked with a white X) and
-several *distractors* (the same squares marked with a +, random colours, each moving in a
-straight line in a random direction). The class is the actor's motion, so temporal order
+Each video shows a textured scene lit unevenly (red to blue left to right, dark to light
+top to bottom), one *actor* (a square marked with a white X) and several *distractors* (the
+same squares marked with a +, each moving in a straight line in a random direction).
+Objects take the colour of the light where they stand. The class is the actor's motion, so temporal order
 matters and the actor has to be found among the distractors:
 
     0 move_right   1 move_left   2 move_down   3 move_up
@@ -27,18 +28,25 @@ import numpy as np
 import torch
 
 CLASSES = ("move_right", "move_left", "move_down", "move_up", "orbit_cw", "orbit_ccw", "grow", "shrink")
-SUBSET_SIZES = {"train": 30, "val": 8, "test": 8}
+SUBSET_SIZES = {"train": 75, "val": 8, "test": 8}
+
+
+def _light(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The scene's lighting: red to blue from left to right, dark to light from top to bottom.
+    Objects take the colour of where they stand, so a pooled feature of an object tells where
+    it is, and its colour over time tells how it moves."""
+    return np.stack([50 + 170 * (1 - x), 40 + 170 * y, 50 + 170 * x], axis=-1)
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Low-frequency colour waves plus a faint grid: texture without a salient object."""
+    """The lighting, dimmed, under low-frequency waves and a faint grid."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    image = np.full((size, size, 3), 110.0, dtype=np.float32)
-    for _ in range(4):
+    image = 0.6 * _light(x, y)
+    for _ in range(3):
         fx, fy, phase = rng.uniform(1, 5), rng.uniform(1, 5), rng.uniform(0, 2 * math.pi)
-        image += rng.uniform(-25, 25, size=3) * np.sin(2 * math.pi * (fx * x + fy * y) + phase)[..., None]
-    image[::8] += 12
-    image[:, ::8] += 12
+        image += rng.uniform(-12, 12, size=3) * np.sin(2 * math.pi * (fx * x + fy * y) + phase)[..., None]
+    image[::8] += 10
+    image[:, ::8] += 10
     return image
 
 
@@ -66,7 +74,7 @@ def _stamp(frame: np.ndarray, cx: float, cy: float, side: float, colour: np.ndar
 
 def _actor_path(label: int, t: np.ndarray, rng: np.random.Generator, size: int):
     """Centre x, centre y and side of the actor at times t in [0, 1]."""
-    side = np.full_like(t, size * rng.uniform(0.10, 0.15))
+    side = np.full_like(t, size * rng.uniform(0.18, 0.24))
     travel = size * rng.uniform(0.45, 0.6)
     start = rng.uniform(size * 0.2, size * 0.8 - travel) + size * 0.0
     across = rng.uniform(size * 0.2, size * 0.8)
@@ -78,35 +86,36 @@ def _actor_path(label: int, t: np.ndarray, rng: np.random.Generator, size: int):
         cx, cy = rng.uniform(size * 0.35, size * 0.65, size=2)
         angle = rng.uniform(0, 2 * math.pi) + (1 if label == 4 else -1) * 1.5 * math.pi * t
         return cx + radius * np.cos(angle), cy + radius * np.sin(angle), side
-    small, large = size * 0.07, size * 0.2
+    small, large = size * 0.1, size * 0.3
     side = small + (large - small) * (t if label == 6 else 1 - t)
     cx, cy = rng.uniform(size * 0.3, size * 0.7, size=2)
     return np.full_like(t, cx), np.full_like(t, cy), side
 
 
-def render(label: int, seed: int | tuple, frames: int = 32, size: int = 112,
-           distractors: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def render(label: int, seed: int | tuple, frames: int = 16, size: int = 112,
+           distractors: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """One video of class `label`: uint8 frames [F, size, size, 3] and actor boxes [F, 4]."""
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 1.0, frames)
     background = _background(rng, size)
     ax, ay, aside = _actor_path(label, t, rng, size)
-    actor_colour = rng.uniform(40, 220, size=3)
+    actor_tint = rng.uniform(0.85, 1.15, size=3)
     movers = []
     for _ in range(distractors):
         start = rng.uniform(size * 0.15, size * 0.85, size=2)
         heading = rng.uniform(0, 2 * math.pi)
         speed = size * rng.uniform(0.2, 0.5)
         movers.append((start, speed * np.array([math.cos(heading), math.sin(heading)]),
-                       size * rng.uniform(0.10, 0.15), rng.uniform(40, 220, size=3)))
+                       size * rng.uniform(0.10, 0.15), rng.uniform(0.85, 1.15, size=3)))
     video = np.empty((frames, size, size, 3), dtype=np.uint8)
     boxes = np.zeros((frames, 4), dtype=np.int32)
     for f in range(frames):
         frame = background.copy()
-        for start, velocity, side, colour in movers:
+        for start, velocity, side, tint in movers:
             cx, cy = start + velocity * t[f]
-            _stamp(frame, cx, cy, side, colour, actor=False)
-        boxes[f] = _stamp(frame, ax[f], ay[f], aside[f], actor_colour, actor=True)   # drawn on top
+            _stamp(frame, cx, cy, side, tint * _light(np.clip(cx / size, 0, 1), np.clip(cy / size, 0, 1)), actor=False)
+        colour = actor_tint * _light(np.clip(ax[f] / size, 0, 1), np.clip(ay[f] / size, 0, 1))
+        boxes[f] = _stamp(frame, ax[f], ay[f], aside[f], colour, actor=True)   # drawn on top
         frame += rng.normal(0, 4, size=frame.shape)
         video[f] = np.clip(frame, 0, 255).astype(np.uint8)
     return video, boxes
@@ -131,7 +140,7 @@ def _write_frames(folder: Path, video: np.ndarray) -> None:
 
 
 def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[str, int] | None = None,
-             frames: int = 32, size: int = 112, fps: int = 8, distractors: int = 3, seed: int = 0,
+             frames: int = 16, size: int = 112, fps: int = 8, distractors: int = 2, seed: int = 0,
              frame_folders: bool = False) -> Path:
     """Write the dataset under out_dir (replacing an older one) and return out_dir.
 
@@ -177,7 +186,7 @@ def ensure(out_dir: str | Path, **kwargs) -> Path:
     """Generate the dataset unless out_dir already holds one made with the same arguments."""
     out = Path(out_dir)
     meta_path = out / "meta.json"
-    wanted = dict(num_classes=8, videos_per_class=SUBSET_SIZES, frames=32, size=112, fps=8, distractors=3,
+    wanted = dict(num_classes=8, videos_per_class=SUBSET_SIZES, frames=16, size=112, fps=8, distractors=2,
                   seed=0, frame_folders=False)
     wanted.update(kwargs)
     wanted["videos_per_class"] = {**SUBSET_SIZES, **(kwargs.get("videos_per_class") or {})}

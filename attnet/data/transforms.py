@@ -17,10 +17,11 @@ def _tail(normalize: bool) -> list:
     return tail + [v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)] if normalize else tail
 
 
-def train_transform(size: int = 224, resize: int = 256, normalize: bool = True) -> v2.Compose:
-    """Resize the shorter side, random crop, horizontal flip (the authors' recipe)."""
-    return v2.Compose([v2.Resize(resize, antialias=True), v2.RandomCrop(size),
-                       v2.RandomHorizontalFlip(), *_tail(normalize)])
+def train_transform(size: int = 224, resize: int = 256, normalize: bool = True, hflip: bool = True) -> v2.Compose:
+    """Resize the shorter side, random crop, horizontal flip (the authors' recipe). Turn the
+    flip off where mirroring changes the class (left vs right motion)."""
+    flip = [v2.RandomHorizontalFlip()] if hflip else []
+    return v2.Compose([v2.Resize(resize, antialias=True), v2.RandomCrop(size), *flip, *_tail(normalize)])
 
 
 def eval_transform(size: int = 224, resize: int = 256, normalize: bool = True,

@@ -1,0 +1,3 @@
+from attnet.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""The `attnet` command: train, evaluate, data, bench, reproduce."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from attnet.config import ConfigError, apply_overrides, config_from_dict, describe, load_config, presets
+
+
+def _train(args: argparse.Namespace) -> None:
+    from attnet.engine import fit
+    overrides = list(args.overrides) + (["run.resume=true"] if args.resume else [])
+    cfg = load_config(args.preset, overrides)
+    run_dir = Path(cfg.run.out_dir) / cfg.run_name
+    try:
+        fit(cfg)
+    except Exception:
+        if run_dir.is_dir():                     # the registry shows the run as failed, with its error
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+        raise
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import yaml
+    from attnet.engine import evaluate
+    run = Path(args.run)
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"{run}: not a run directory (no config.yaml)")
+    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    cfg = apply_overrides(cfg, args.overrides)
+    ckpt = run / "checkpoints" / f"{args.checkpoint}.pt" if args.checkpoint in ("best", "last") else Path(args.checkpoint)
+    metrics = evaluate(cfg, ckpt, subset=args.subset, scores_path=run / f"scores_{args.subset}_{ckpt.stem}.csv.gz")
+    metrics.pop("confusion")
+    print(json.dumps(metrics, indent=1))
+
+
+def _delegate(module: str):
+    def run(args: argparse.Namespace) -> None:
+        import importlib
+        importlib.import_module(module).main(args.rest)
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attnet", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Global and Local Knowledge-Aware Attention Network: reproduction kit.",
+        epilog=f"presets: {', '.join(presets())}\n\noverride keys (key=value, YAML values) and defaults:\n{describe()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train, validate and test one configuration",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=f"presets: {', '.join(presets())}\n\noverride keys and defaults:\n{describe()}")
+    p.add_argument("--preset", default="synthetic", help="a name from configs/ or a .yaml path")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.streams=[sa] optim.epochs=5")
+    p.set_defaults(func=_train)
+    p = sub.add_parser("evaluate", help="test a run's checkpoint (multi-clip)")
+    p.add_argument("--run", required=True, help="run directory, e.g. results/runs/<name>")
+    p.add_argument("--checkpoint", default="best", help="best, last or a path")
+    p.add_argument("--subset", default="test", choices=["val", "test"])
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.num_clips=10 run.device=cpu")
+    p.set_defaults(func=_evaluate)
+    for name, module, text in (("data", "attnet.data.cli", "datasets: synth, check, layout"),
+                               ("bench", "attnet.bench", "benchmarks: model, data"),
+                               ("reproduce", "attnet.reproduce", "run the notebooks with papermill")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_delegate(module))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args.func(args)
+    except (ConfigError, FileNotFoundError, FileExistsError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

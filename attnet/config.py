@@ -1,0 +1,265 @@
+"""Run configuration: one dataclass tree, loaded from a YAML preset plus dotted overrides.
+
+    cfg = load_config("hmdb51", ["model.streams=[sa]", "optim.epochs=5"])
+
+Presets live in configs/<name>.yaml; a preset may name a `base` preset it refines.
+Unknown keys, wrong types and impossible values are rejected naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+class ConfigError(ValueError):
+    """A bad preset, override or value; the message names the key (and file:line for YAML)."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"             # ucf101 | hmdb51 | kinetics400 | kinetics600 | list | synthetic
+    root: str = "data/synthetic"
+    split: int = 1                      # UCF101 / HMDB51 split 1..3
+    segments: int = 12                  # T: one frame per segment
+    size: int = 224                     # crop size
+    resize: int | None = None           # shorter side before cropping (default size * 256 / 224)
+    num_clips: int = 10                 # test clips per video (scores averaged)
+    three_crop: bool = False
+    hflip: bool = True                  # training flip; off where mirroring changes the class
+    batch_size: int = 30
+    eval_batch_size: int | None = None  # default: batch_size // num_clips, at least 1
+    workers: int = 4
+    train_list: str | None = None       # "list" datasets: list files (default <root>/<subset>.txt)
+    val_list: str | None = None
+    test_list: str | None = None
+    frame_template: str = "img_{:05d}.jpg"
+    frame_start: int = 1
+    on_bad_video: str = "error"         # error | skip
+    synthetic: dict = field(default_factory=dict)   # generator arguments (attnet.data.synthetic.generate)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet34"
+    pretrained: str | None = "imagenet"  # None | imagenet | path to a backbone state dict
+    streams: list[str] = field(default_factory=lambda: ["gp", "sa", "la"])
+    fusion_layer: bool = True
+    temporal: str = "sru"               # sru | lstm | gru | mean
+    hidden_size: int = 1024
+    num_layers: int = 3
+    dropout: float = 0.5
+    score_fusion: str = "logits"        # logits (authors' code) | probs (paper text)
+    ga_reg: bool = True
+    ga_margin: float = 0.1
+    init_checkpoint: str | None = None  # transfer: our run's .pt or the authors' .pkl; heads replaced
+    channels_last: bool = True
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"                   # sgd (the authors') | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    epochs: int = 18
+    schedule: str = "cosine"            # cosine: lr(e) = 0.5 (1 + cos(pi e / E)) lr | constant
+    clip_grad: float | None = None      # max gradient norm
+    amp: str = "bf16"                   # CUDA only: bf16 | fp16 | off
+
+
+@dataclass
+class RunConfig:
+    name: str | None = None             # default: derived from preset, streams, temporal and seed
+    out_dir: str = "results/runs"
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    eval_every: int = 1
+    log_every: int = 20
+    resume: bool = False                # continue from checkpoints/last.pt; a finished run is returned as is
+    overwrite: bool = False             # replace an existing run directory
+
+
+@dataclass
+class Config:
+    preset: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def run_name(self) -> str:
+        if self.run.name:
+            return self.run.name
+        m = self.model
+        parts = [self.preset, "+".join(m.streams), m.temporal]
+        parts += [] if m.fusion_layer else ["nofusion"]
+        parts += [] if m.ga_reg else ["noga"]
+        return "_".join(parts + [f"seed{self.run.seed}"])
+
+
+CHOICES = {
+    "data.name": ("ucf101", "hmdb51", "kinetics400", "kinetics600", "list", "synthetic"),
+    "data.on_bad_video": ("error", "skip"),
+    "model.backbone": ("resnet18", "resnet34", "resnet50", "tiny"),
+    "model.temporal": ("sru", "lstm", "gru", "mean"),
+    "model.score_fusion": ("logits", "probs"),
+    "optim.name": ("sgd", "adamw"),
+    "optim.schedule": ("cosine", "constant"),
+    "optim.amp": ("bf16", "fp16", "off"),
+}
+POSITIVE = ("data.segments", "data.size", "data.num_clips", "data.batch_size", "data.eval_batch_size",
+            "model.hidden_size", "model.num_layers", "optim.lr", "optim.epochs", "run.eval_every", "run.log_every")
+NON_NEGATIVE = ("data.workers", "data.frame_start", "optim.momentum", "optim.weight_decay", "model.ga_margin")
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    """The value converted to the field's type, or a ConfigError naming the key."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_type(key, value, inner)
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is dict and isinstance(value, dict):
+        return value
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    return value
+
+
+def _apply(obj: Any, values: dict, prefix: str = "", source: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+            raise ConfigError(f"{source}unknown config key '{key}'{hint}")
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(current))}")
+            _apply(current, value, f"{key}.", source)
+        else:
+            try:
+                setattr(obj, name, _check_type(key, value, hints[name]))
+            except ConfigError as err:
+                raise ConfigError(f"{source}{err}") from None
+
+
+def validate(cfg: Config) -> Config:
+    """Reject impossible values, naming the key."""
+    flat = {f"{section}.{k}": v for section in ("data", "model", "optim", "run")
+            for k, v in asdict(getattr(cfg, section)).items()}
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise ConfigError(f"{key}: {flat[key]!r} is not one of {', '.join(allowed)}")
+    for key in POSITIVE:
+        if flat[key] is not None and flat[key] <= 0:
+            raise ConfigError(f"{key}: must be > 0, got {flat[key]}")
+    for key in NON_NEGATIVE:
+        if flat[key] < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
+    streams = cfg.model.streams
+    if not streams or any(s not in ("gp", "sa", "la") for s in streams) or len(set(streams)) != len(streams):
+        raise ConfigError(f"model.streams: must be a non-empty subset of [gp, sa, la] without repeats, got {streams}")
+    if not 0 <= cfg.model.dropout < 1:
+        raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
+    if cfg.data.split not in (1, 2, 3):
+        raise ConfigError(f"data.split: must be 1, 2 or 3, got {cfg.data.split}")
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a preset must be a mapping of data/model/optim/run sections")
+    return data
+
+
+def _preset_chain(preset: str | Path, seen: tuple = ()) -> list[tuple[Path, dict]]:
+    path = Path(preset) if str(preset).endswith((".yaml", ".yml")) else CONFIG_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {str(preset)!r}: choose from {', '.join(presets())} or give a .yaml path")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base in seen:
+        raise ConfigError(f"{path}: 'base' presets form a cycle through {base!r}")
+    return (_preset_chain(base, seen + (base,)) if base else []) + [(path, data)]
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. optim.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+    return key.strip(), value
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """cfg with dotted overrides ("optim.epochs=5") applied, validated."""
+    for text in overrides:
+        key, value = parse_override(text)
+        nested: Any = value
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        _apply(cfg, nested, source=f"override {text!r}: ")
+    return validate(cfg)
+
+
+def load_config(preset: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """The preset (and its bases) with the dotted overrides applied, validated."""
+    cfg = Config(preset=Path(preset).stem)
+    for path, data in _preset_chain(preset):
+        _apply(cfg, data, source=f"{path}: ")
+    return apply_overrides(cfg, overrides)
+
+
+def config_from_dict(data: dict) -> Config:
+    """A Config from `to_dict()` output (e.g. a run's config.yaml)."""
+    cfg = Config()
+    _apply(cfg, data)
+    return validate(cfg)
+
+
+def describe() -> str:
+    """Every override key with its default, for --help."""
+    lines = []
+    for section in ("data", "model", "optim", "run"):
+        for f in dataclasses.fields(getattr(Config(), section)):
+            lines.append(f"  {section}.{f.name}={getattr(getattr(Config(), section), f.name)!r}")
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""Atomic checkpoints with everything needed to resume bit-exactly on CPU."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from attnet.convert import convert_state_dict
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states in weights_only-loadable types."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_init_weights(model: nn.Module, path: str | Path) -> list[str]:
+    """Start from another run's or the authors' weights; heads whose class count differs are
+    left freshly initialised (transfer). Returns the names of the parameters not loaded."""
+    state = load(Path(path))
+    if "model" in state:                        # one of our checkpoints
+        state = state["model"]
+    elif any(k.startswith(("module.spatial.", "spatial.")) for k in state):
+        state = convert_state_dict(state, str(path))
+    own = model.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    unknown = [k for k in state if k not in own]
+    if unknown:
+        raise ValueError(f"{path}: {len(unknown)} keys do not belong to this model (e.g. {unknown[0]!r}); "
+                         "check model.backbone / streams / hidden_size against the checkpoint")
+    model.load_state_dict(kept, strict=False)
+    return sorted(set(own) - set(kept))

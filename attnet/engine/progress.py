@@ -1,0 +1,32 @@
+"""Progress: a tqdm bar on a terminal, plain periodic lines elsewhere (CI, papermill)."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total: int, desc: str, every: int = 20, enabled: bool = True) -> None:
+        self.total, self.desc, self.every, self.enabled = total, desc, every, enabled
+        self.start, self.step, self.clips = time.perf_counter(), 0, 0
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+    def update(self, clips: int, **values: float) -> None:
+        self.step += 1
+        self.clips += clips
+        rate = self.clips / max(time.perf_counter() - self.start, 1e-9)
+        text = {k: f"{v:.3f}" for k, v in values.items()} | {"clips/s": f"{rate:.1f}"}
+        if self.bar is not None:
+            self.bar.set_postfix(text, refresh=False)
+            self.bar.update(1)
+        elif self.enabled and (self.step % self.every == 0 or self.step == self.total):
+            print(f"{self.desc} {self.step}/{self.total} " + " ".join(f"{k}={v}" for k, v in text.items()), flush=True)
+
+    def close(self) -> float:
+        """Clips per second over the whole loop."""
+        if self.bar is not None:
+            self.bar.close()
+        return self.clips / max(time.perf_counter() - self.start, 1e-9)

@@ -1,0 +1,56 @@
+"""The run registry: results/runs/<name>/{config.yaml, metrics.csv, final.json, scores.csv.gz}."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict) and prefix not in ("data.synthetic",):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    else:
+        out[prefix] = "+".join(map(str, value)) if isinstance(value, list) else value
+
+
+def run_status(run_dir: Path) -> str:
+    if (run_dir / "final.json").is_file():
+        return "done"
+    if (run_dir / "error.txt").is_file():
+        return "failed"
+    return "running"
+
+
+def load_runs(path: str | Path = "results/runs") -> pd.DataFrame:
+    """One row per run directory: flattened config (model.streams as "gp+sa+la"), final test
+    metrics (test.top1, test.gp_top1, ...), best validation accuracy, wall time and status."""
+    rows = []
+    for run_dir in sorted(p for p in Path(path).iterdir() if p.is_dir()) if Path(path).is_dir() else []:
+        if not (run_dir / "config.yaml").is_file():
+            continue
+        row: dict = {"run": run_dir.name, "path": str(run_dir), "status": run_status(run_dir)}
+        _flatten("", yaml.safe_load((run_dir / "config.yaml").read_text()), row)
+        if row["status"] == "done":
+            final = json.loads((run_dir / "final.json").read_text())
+            for k, v in final["test"].items():
+                if k != "confusion":
+                    row[f"test.{k}"] = v
+            row |= {"best_val_top1": final["best_val_top1"], "wall_time_s": final["wall_time_s"],
+                    "device": final.get("device"), "git_commit": final.get("git_commit")}
+        elif row["status"] == "failed":
+            row["error"] = (run_dir / "error.txt").read_text().strip().splitlines()[-1]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """The per-epoch table of one run."""
+    return pd.read_csv(Path(run_dir) / "metrics.csv")
+
+
+def load_scores(run_dir: str | Path) -> pd.DataFrame:
+    """Per-video clip-averaged logits of every stream (columns video, label, stream, s0..)."""
+    return pd.read_csv(Path(run_dir) / "scores.csv.gz")
