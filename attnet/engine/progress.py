@@ -23,7 +23,8 @@ class Progress:
             self.bar.set_postfix(text, refresh=False)
             self.bar.update(1)
         elif self.enabled and (self.step % self.every == 0 or self.step == self.total):
-            print(f"{self.desc} {self.step}/{self.total} " + " ".join(f"{k}={v}" for k, v in text.items()), flush=True)
+            print(f"{self.desc} {self.step}/{self.total} " + " ".join(f"{k}={v}" for k, v in text.items()),
+                  file=sys.stderr, flush=True)
 
     def close(self) -> float:
         """Clips per second over the whole loop."""

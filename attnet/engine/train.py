@@ -137,6 +137,9 @@ def fit(cfg: Config) -> Path:
             print(f"{run_dir}: finished earlier (final.json present); nothing to do")
         return run_dir
     ckpt_dir = run_dir / "checkpoints"
+    if info.is_main and not (run_dir / "config.yaml").is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     seed_everything(cfg.run.seed)
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -148,6 +151,9 @@ def fit(cfg: Config) -> Path:
         if info.enabled else model
     train_loader = build_loader(data["train"], cfg.data.batch_size, train=True, workers=cfg.data.workers,
                                 distributed=info.enabled, seed=cfg.run.seed, persistent_workers=False)
+    if len(train_loader) == 0:
+        raise ValueError(f"data.batch_size={cfg.data.batch_size} exceeds the {len(train_loader.sampler)} training "
+                         f"videos per process: no full batch to train on; lower data.batch_size")
     criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
     o = cfg.optim
     optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay) \
@@ -168,9 +174,6 @@ def fit(cfg: Config) -> Path:
         rows = pd.read_csv(run_dir / "metrics.csv").to_dict("records")[:start_epoch]
         if info.is_main:
             print(f"resuming {run_dir} after epoch {start_epoch}")
-    elif info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     for epoch in range(start_epoch, cfg.optim.epochs):
         tic = time.perf_counter()

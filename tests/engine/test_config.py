@@ -1,0 +1,57 @@
+"""Presets, overrides and the messages for bad values."""
+import pytest
+
+from attnet.config import ConfigError, load_config, presets
+
+
+def test_paper_presets_follow_the_authors_recipe():
+    cfg = load_config("hmdb51")
+    assert (cfg.data.name, cfg.data.segments, cfg.data.size, cfg.data.batch_size, cfg.data.num_clips) == \
+        ("hmdb51", 12, 224, 30, 10)
+    assert (cfg.model.backbone, cfg.model.pretrained, cfg.model.hidden_size, cfg.model.num_layers) == \
+        ("resnet34", "imagenet", 1024, 3)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.epochs) == \
+        ("sgd", 1e-3, 0.9, 1e-5, 18)
+    transfer = load_config("ucf101-transfer")
+    assert transfer.data.name == "ucf101" and transfer.model.init_checkpoint.endswith("best.pt")
+    assert {"synthetic", "synthetic-smoke", "hmdb51", "ucf101", "kinetics600", "hmdb51-transfer",
+            "ucf101-transfer"} <= set(presets())
+
+
+def test_overrides_are_typed_and_applied():
+    cfg = load_config("synthetic", ["model.streams=[sa]", "optim.epochs=5", "optim.lr=1e-2", "run.name=x",
+                                    "model.pretrained=null"])
+    assert cfg.model.streams == ["sa"] and cfg.optim.epochs == 5 and cfg.optim.lr == 0.01
+    assert cfg.run_name == "x" and cfg.model.pretrained is None
+    assert load_config("synthetic", ["model.streams=la", "model.ga_reg=false"]).run_name == \
+        "synthetic_la_sru_noga_seed0"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.strams=[sa]", r"unknown config key 'model.strams' \(did you mean 'model.streams'\?\)"),
+    ("optim.lr=fast", r"optim.lr: expected float, got 'fast'"),
+    ("optim.epochs=0", r"optim.epochs: must be > 0, got 0"),
+    ("optim.lr=-1", r"optim.lr: must be > 0"),
+    ("model.streams=[]", r"model.streams: must be a non-empty subset"),
+    ("model.streams=[gp, xx]", r"model.streams: must be a non-empty subset"),
+    ("model.temporal=tcn", r"model.temporal: 'tcn' is not one of sru, lstm, gru, mean"),
+    ("model.dropout=1.5", r"model.dropout: must be in \[0, 1\)"),
+    ("data.segments=2.5", r"data.segments: expected int, got 2.5"),
+    ("epochs", r"expected key=value"),
+])
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("synthetic", [override])
+
+
+def test_yaml_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  name: synthetic\n  size: [112\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("model:\n  hiden_size: 3\n")
+    with pytest.raises(ConfigError, match=r"wrong.yaml: unknown config key 'model.hiden_size'"):
+        load_config(wrong)
+    with pytest.raises(ConfigError, match="unknown preset 'hmdb'"):
+        load_config("hmdb")

@@ -1,0 +1,96 @@
+"""fit / evaluate on the synthetic-smoke preset: repeatability, resume, divergence, transfer."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from attnet.engine import RunExists, TrainingDiverged, evaluate, fit
+from attnet.engine import train as train_module
+from attnet.losses import GLKALoss
+from attnet.results import load_runs
+
+
+def weights(run_dir, name="last"):
+    return torch.load(run_dir / "checkpoints" / f"{name}.pt", weights_only=True)["model"]
+
+
+def test_same_seed_same_metrics_and_the_loss_decreases(smoke_cfg):
+    a = fit(smoke_cfg("run.name=a", "optim.epochs=6"))
+    b = fit(smoke_cfg("run.name=b", "optim.epochs=6"))
+    ma, mb = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")
+    timing = ["seconds", "clips_per_s"]
+    pd.testing.assert_frame_equal(ma.drop(columns=timing), mb.drop(columns=timing))
+    assert json.loads((a / "final.json").read_text())["test"] == json.loads((b / "final.json").read_text())["test"]
+    assert ma["loss"].iloc[-1] < ma["loss"].iloc[0]
+    assert set(ma.columns) >= {"epoch", "lr", "loss", "loss_ce", "loss_ga_sa", "loss_ga_la", "train_top1",
+                               "train_gp_top1", "val_top1", "val_sa_top1", "seconds", "clips_per_s"}
+    scores = pd.read_csv(a / "scores.csv.gz")
+    assert set(scores["stream"]) == {"fused", "gp", "sa", "la"} and len(scores) == 4 * 8
+    runs = load_runs(a.parent)
+    assert list(runs["run"]) == ["a", "b"] and set(runs["status"]) == {"done"}
+    assert runs.loc[0, "model.streams"] == "gp+sa+la" and runs.loc[0, "test.top1"] == \
+        json.loads((a / "final.json").read_text())["test"]["top1"]
+
+
+def test_resume_after_interruption_gives_identical_weights(smoke_cfg, monkeypatch):
+    whole = fit(smoke_cfg("run.name=whole", "optim.epochs=3"))
+    original = train_module.train_one_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[7] == 1:                      # epoch index 1: killed after epoch 1 was saved
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(smoke_cfg("run.name=cut", "optim.epochs=3"))
+    cut = whole.parent / "cut"
+    assert torch.load(cut / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 0
+    assert not (cut / "final.json").exists()
+    monkeypatch.setattr(train_module, "train_one_epoch", original)
+    with pytest.raises(RunExists, match="run.resume=true"):
+        fit(smoke_cfg("run.name=cut", "optim.epochs=3"))
+    fit(smoke_cfg("run.name=cut", "optim.epochs=3", "run.resume=true"))
+    for key, value in weights(whole).items():
+        assert torch.equal(value, weights(cut)[key]), key
+    timing = ["seconds", "clips_per_s"]
+    pd.testing.assert_frame_equal(pd.read_csv(whole / "metrics.csv").drop(columns=timing),
+                                  pd.read_csv(cut / "metrics.csv").drop(columns=timing))
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(smoke_cfg, monkeypatch):
+    calls = {"n": 0}
+    forward = GLKALoss.forward
+
+    def poisoned(self, out, target):
+        calls["n"] += 1
+        total, parts = forward(self, out, target)
+        return (total * float("nan"), parts) if calls["n"] == 4 else (total, parts)   # 3 steps an epoch
+    monkeypatch.setattr(GLKALoss, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss at epoch 2, step 1 .*last\.pt"):
+        fit(smoke_cfg("run.name=nan", "optim.epochs=3"))
+    run = smoke_cfg().run.out_dir
+    state = torch.load(f"{run}/nan/checkpoints/last.pt", weights_only=True)
+    assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_transfer_replaces_heads_for_another_class_count(smoke_cfg, smoke_data, tmp_path):
+    source = fit(smoke_cfg("run.name=source", "optim.epochs=1"))
+    ckpt = source / "checkpoints" / "best.pt"
+    three = [f"data.root={tmp_path / 'three'}", "data.synthetic={num_classes: 3, frames: 12, size: 64, "
+             "videos_per_class: {train: 3, val: 1, test: 1}}", f"model.init_checkpoint={ckpt}", "optim.epochs=1"]
+    target = fit(smoke_cfg("run.name=target", *three))
+    before, after = weights(source, "best"), torch.load(target / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert after["temporal.gp.fc.weight"].shape[0] == 3 and before["temporal.gp.fc.weight"].shape[0] == 4
+    from attnet.engine.build import build_model
+    model = build_model(smoke_cfg(*three), 3, torch.device("cpu"))
+    assert torch.equal(model.state_dict()["backbone.0.weight"], before["backbone.0.weight"])
+    assert not torch.equal(model.state_dict()["temporal.sa.fc.bias"][:3], before["temporal.sa.fc.bias"][:3])
+
+
+def test_evaluate_a_checkpoint_matches_the_run(smoke_cfg):
+    run = fit(smoke_cfg("run.name=ev", "optim.epochs=1"))
+    metrics = evaluate(smoke_cfg("run.name=ev"), run / "checkpoints" / "best.pt", scores_path=run / "again.csv")
+    final = json.loads((run / "final.json").read_text())["test"]
+    assert metrics == final
+    assert (run / "again.csv").is_file()

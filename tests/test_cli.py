@@ -1,0 +1,37 @@
+"""The attnet command end to end on the smoke preset."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from attnet.cli import main
+from attnet.results import load_runs
+
+
+def test_train_evaluate_and_registry(tmp_path, capsys):
+    common = [f"data.root={tmp_path / 'data'}", f"run.out_dir={tmp_path / 'runs'}", "optim.epochs=1"]
+    main(["train", "--preset", "synthetic-smoke", *common, "run.name=cli"])
+    run = tmp_path / "runs" / "cli"
+    assert (run / "final.json").is_file() and (run / "config.yaml").is_file()
+    capsys.readouterr()
+    main(["evaluate", "--run", str(run), "--checkpoint", "last"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["num_videos"] == 8 and "confusion" not in printed
+    assert (run / "scores_test_last.csv.gz").is_file()
+    with pytest.raises(SystemExit, match=r"optim.epochs: must be > 0"):
+        main(["train", "--preset", "synthetic-smoke", *common, "optim.epochs=0"])
+    with pytest.raises(SystemExit, match=r"a run of this name exists"):
+        main(["train", "--preset", "synthetic-smoke", *common, "run.name=cli"])
+    main(["train", "--preset", "synthetic-smoke", *common, "run.name=cli", "--resume"])   # finished: returns
+    # a failing run is recorded as failed, with its error
+    with pytest.raises(ValueError, match="exceeds the"):
+        main(["train", "--preset", "synthetic-smoke", *common, "run.name=broken", "data.batch_size=1000"])
+    runs = load_runs(tmp_path / "runs").set_index("run")
+    assert runs.loc["cli", "status"] == "done" and runs.loc["broken", "status"] == "failed"
+    assert "exceeds the" in runs.loc["broken", "error"]
+
+
+def test_help_lists_presets_and_python_m_works():
+    out = subprocess.run([sys.executable, "-m", "attnet", "train", "--help"], capture_output=True, text=True, check=True)
+    assert "synthetic-smoke" in out.stdout and "model.streams=['gp', 'sa', 'la']" in out.stdout
