@@ -16,7 +16,7 @@ test-unit: $(STAMP) system-deps
 	$(PY) -m pytest -q tests
 
 test-notebooks: $(STAMP) system-deps
-	$(PY) -m pytest -q --nbval-lax --sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks/
+	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks/
 
 lab: $(STAMP) system-deps
 	$(VENV)/bin/jupyter lab notebooks/

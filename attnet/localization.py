@@ -1,0 +1,82 @@
+"""How well attention maps find the actor: mass inside the ground-truth box and the pointing game.
+
+A map a [h, w] over an image of H x W pixels gives cell (r, c) the pixel rectangle
+[c*W/w, (c+1)*W/w) x [r*H/h, (r+1)*H/h). For a box B (x0, y0, x1, y1; x1/y1 exclusive):
+
+    mass(a, B)  = sum_cells a_rc * |cell_rc ∩ B| / |cell_rc|        (attention mass inside B)
+    hit(a, B)   = centre of argmax_rc a_rc lies in B               (pointing game)
+
+The uniform map (what GP uses) is the baseline: mass = |B| / (H W), hit rate = the share of
+cell centres inside B.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+def _overlap(cells: int, pixels: int, lo: float, hi: float) -> np.ndarray:
+    """Fraction of each of `cells` equal intervals of [0, pixels) covered by [lo, hi)."""
+    edges = np.arange(cells + 1) * pixels / cells
+    covered = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0, None)
+    return covered / (pixels / cells)
+
+
+def box_coverage(shape: tuple[int, int], box, image_size: tuple[int, int]) -> np.ndarray:
+    """[h, w] fraction of each map cell inside the box."""
+    (h, w), (height, width) = shape, image_size
+    x0, y0, x1, y1 = box
+    return np.outer(_overlap(h, height, y0, y1), _overlap(w, width, x0, x1))
+
+
+def mass_in_box(attention: np.ndarray, box, image_size: tuple[int, int]) -> float:
+    return float((np.asarray(attention) * box_coverage(attention.shape, box, image_size)).sum())
+
+
+def pointing_hit(attention: np.ndarray, box, image_size: tuple[int, int]) -> bool:
+    h, w = attention.shape
+    r, c = np.unravel_index(int(np.argmax(attention)), (h, w))
+    y, x = (r + 0.5) * image_size[0] / h, (c + 0.5) * image_size[1] / w
+    x0, y0, x1, y1 = box
+    return bool(x0 <= x < x1 and y0 <= y < y1)
+
+
+def uniform_baseline(shape: tuple[int, int], box, image_size: tuple[int, int]) -> tuple[float, float]:
+    """(mass, expected pointing hit rate) of uniform attention: the GP stream's implicit map."""
+    h, w = shape
+    mass = mass_in_box(np.full(shape, 1.0 / (h * w)), box, image_size)
+    rows, cols = (np.arange(h) + 0.5) * image_size[0] / h, (np.arange(w) + 0.5) * image_size[1] / w
+    x0, y0, x1, y1 = box
+    inside = np.outer((rows >= y0) & (rows < y1), (cols >= x0) & (cols < x1))
+    return mass, float(inside.mean())
+
+
+@torch.no_grad()
+def localization_scores(model, dataset, boxes_of, max_videos: int | None = None) -> pd.DataFrame:
+    """Per (video, frame, stream) attention mass in the actor box and pointing hit, plus the
+    uniform baseline as stream "uniform". `boxes_of(record) -> [F, 4]` gives the boxes of a
+    video; frames are the first test clip's (dataset.frame_indices). Needs size == resize
+    (no rescale) so boxes are in input pixels."""
+    if not {"sa", "la"} & set(model.streams):
+        raise ValueError(f"the model has no attention stream (streams {model.streams}): nothing to localise")
+    model.eval()
+    rows = []
+    for i in range(len(dataset) if max_videos is None else min(max_videos, len(dataset))):
+        clip, label = dataset[i]
+        clip = clip if clip.dim() == 4 else clip[0]
+        indices = dataset.frame_indices(i)[0].tolist()
+        out = model(clip[None])
+        boxes = boxes_of(dataset.records[i])
+        size = tuple(clip.shape[-2:])
+        for t, frame in enumerate(indices):
+            box = boxes[frame]
+            if box[2] <= box[0] or box[3] <= box[1]:
+                continue                                  # actor out of view
+            for stream, maps in out.attention.items():
+                a = maps[0, t].float().cpu().numpy()
+                rows.append({"video": i, "frame": frame, "stream": stream,
+                             "mass": mass_in_box(a, box, size), "hit": pointing_hit(a, box, size)})
+            mass, hit = uniform_baseline(tuple(next(iter(out.attention.values())).shape[-2:]), box, size)
+            rows.append({"video": i, "frame": frame, "stream": "uniform", "mass": mass, "hit": hit})
+    return pd.DataFrame(rows)

@@ -1,0 +1,168 @@
+"""`attnet reproduce`: run the notebooks with papermill and collect tables and figures.
+
+    attnet reproduce --preset synthetic                       # the default CPU reproduction
+    attnet reproduce --preset hmdb51 --data-root /data/hmdb51 # the paper's experiments, on a GPU
+    attnet reproduce --only 03_ablation --resume              # one notebook, finished runs kept
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
+
+# The paper's ablations (METHOD.md): stream subsets with and without the fusion layer, GA
+# regularization, and the temporal model. Names are the rows of the ablation table.
+ABLATIONS = {
+    "GP only": dict(streams=["gp"]),
+    "SA only": dict(streams=["sa"], fusion_layer=False),
+    "LA only": dict(streams=["la"], fusion_layer=False),
+    "SA + GP (fusion layer)": dict(streams=["sa"], fusion_layer=True),
+    "LA + GP (fusion layer)": dict(streams=["la"], fusion_layer=True),
+    "full model": dict(streams=["gp", "sa", "la"]),
+    "full model, no GA": dict(streams=["gp", "sa", "la"], ga_reg=False),
+    "full model, LSTM": dict(streams=["gp", "sa", "la"], temporal="lstm"),
+    "full model, GRU": dict(streams=["gp", "sa", "la"], temporal="gru"),
+    "full model, mean pooling": dict(streams=["gp", "sa", "la"], temporal="mean"),
+}
+
+
+def project_root() -> Path:
+    """The checkout holding notebooks/ and configs/ (the package is installed editable)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def run_name(preset: str, streams, temporal: str = "sru", fusion_layer: bool = True, ga_reg: bool = True,
+             seed: int = 0) -> str:
+    """The registry name fit() gives a configuration (attnet.config.Config.run_name)."""
+    parts = [preset, "+".join(streams), temporal] + ([] if fusion_layer else ["nofusion"]) + ([] if ga_reg else ["noga"])
+    return "_".join(parts + [f"seed{seed}"])
+
+
+def execute(name: str, output: Path, parameters: dict, cwd: Path | None = None) -> None:
+    """Run notebooks/<name>.ipynb with papermill, passing only the parameters it declares."""
+    import papermill
+    source = project_root() / "notebooks" / f"{name}.ipynb"
+    declared = papermill.inspect_notebook(str(source))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(source), str(output), kernel_name="python3", progress_bar=False,
+                               parameters={k: v for k, v in parameters.items() if k in declared},
+                               cwd=str(cwd or project_root()))
+
+
+def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | None, results_dir: str,
+                 resume: bool = True, epochs: int | None = None) -> pd.DataFrame:
+    """Train every configuration x seed through 02_train_eval; a failure is recorded (with its
+    error) and the others go on. One row per run, with its test metrics."""
+    rows = []
+    for config, spec in configs.items():
+        for seed in seeds:
+            params = {"preset": preset, "data_root": data_root, "results_dir": results_dir, "seed": seed,
+                      "resume": resume, "epochs": epochs, "make_figures": False, **spec}
+            name = run_name(preset, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
+                            spec.get("fusion_layer", True), spec.get("ga_reg", True), seed)
+            row = {"config": config, "seed": seed, "run": name, "status": "done", "error": ""}
+            tic = time.perf_counter()
+            try:
+                execute("02_train_eval", Path(results_dir) / "notebooks" / "ablation" / f"{name}.ipynb", params)
+                final = json.loads((Path(results_dir) / "runs" / name / "final.json").read_text())
+                row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
+            except Exception as err:          # papermill re-raises the notebook's error: record it
+                row |= {"status": "failed", "error": _last_line(err)}
+            row["seconds"] = time.perf_counter() - tic
+            print(f"  {config:28s} seed {seed}: {row['status']} "
+                  + (f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]), flush=True)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _last_line(err: Exception) -> str:
+    evalue = getattr(err, "evalue", None)
+    text = f"{getattr(err, 'ename', type(err).__name__)}: {evalue}" if evalue else str(err)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± sd over seeds of the test top-1 (fused and per stream); failures with their error."""
+    out = []
+    for config, group in runs.groupby("config", sort=False):
+        done = group[group["status"] == "done"]
+        row = {"configuration": config, "seeds": f"{len(done)}/{len(group)}"}
+        for key, label in (("test.top1", "top-1"), ("test.gp_top1", "GP"), ("test.sa_top1", "SA"),
+                           ("test.la_top1", "LA"), ("test.top5", "top-5")):
+            values = done[key].dropna() if key in done else pd.Series(dtype=float)
+            row[label] = f"{values.mean():.1f} ± {values.std(ddof=1) if len(values) > 1 else 0:.1f}" if len(values) else ""
+        failed = group[group["status"] == "failed"]
+        row["status"] = "done" if failed.empty else f"failed: {failed['error'].iloc[0]}"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub table (pandas' to_markdown needs the optional tabulate package)."""
+    cells = [[str(v) if pd.notna(v) else "" for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    return "\n".join(lines + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]) + "\n"
+
+
+def write_table(frame: pd.DataFrame, path_stem: str | Path, note: str = "") -> None:
+    """<stem>.csv and <stem>.md (with an optional note above the table)."""
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    stem.with_suffix(".md").write_text((note.strip() + "\n\n" if note else "") + to_markdown(frame))
+
+
+def git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=project_root())
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=project_root()).stdout.strip()
+    return (out.stdout.strip() or "unknown") + ("+local changes" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="attnet reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="synthetic")
+    parser.add_argument("--data-root", default=None, help="dataset root (default: the preset's)")
+    parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, default=None, help="run only these notebooks")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep this preset's finished runs (final.json); without it they are deleted and retrained")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the ablation")
+    parser.add_argument("--results", default="results", help="where tables, figures and runs go")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+    root = project_root()
+    results = Path(args.results)
+    if not results.is_absolute():
+        results = Path.cwd() / results
+    command = "attnet reproduce " + " ".join(sys.argv[1:] if argv is None else argv)
+    if not args.resume:                   # a fresh reproduction: this preset's earlier runs go first
+        for old in sorted((results / "runs").glob(f"{args.preset}_*")):
+            shutil.rmtree(old)
+    # resume=True inside: later notebooks reuse the runs earlier ones made (04 and 06 use the
+    # full model that 02 / 03 trained)
+    params = {"preset": args.preset, "data_root": args.data_root, "results_dir": str(results),
+              "resume": True, "seeds": args.seeds, "configs": "all"}
+    timings = []
+    started = time.perf_counter()
+    for name in args.only or NOTEBOOKS:
+        print(f"[reproduce] {name} ...", flush=True)
+        tic = time.perf_counter()
+        execute(name, results / "notebooks" / f"{name}.ipynb", params, cwd=root)
+        timings.append({"notebook": name, "seconds": round(time.perf_counter() - tic, 1)})
+        print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s", flush=True)
+    total = time.perf_counter() - started
+    log = pd.DataFrame(timings)
+    write_table(log, results / "tables" / f"reproduce_timings_{args.preset}",
+                note=f"`{command}` at commit {git_commit()}: {total / 60:.1f} min in all.")
+    print(f"[reproduce] {len(timings)} notebooks in {total / 60:.1f} min; executed notebooks in "
+          f"{results / 'notebooks'}, tables in {results / 'tables'}, figures in {results / 'figures'}")

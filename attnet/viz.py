@@ -1,0 +1,154 @@
+"""Figures: attention maps drawn as in the paper, learning curves, stream and ablation charts.
+
+Every function returns its matplotlib Figure and, given `path`, saves it as PNG.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torchvision.transforms.functional import gaussian_blur  # noqa: E402
+
+from attnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+STREAM_NAMES = {"la": "Learning-based Attention", "sa": "Statistic-based Attention", "gp": "Global Pooling"}
+STREAM_COLOURS = {"fused": "#444444", "gp": "#8c8c8c", "sa": "#1f77b4", "la": "#d62728"}
+
+
+def _save(fig, path) -> plt.Figure:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def to_images(clip: torch.Tensor, normalized: bool = True) -> np.ndarray:
+    """[T, 3, H, W] model input -> uint8 [T, H, W, 3] for display."""
+    x = clip.detach().float().cpu()
+    if normalized:
+        x = x * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def smooth_maps(maps: torch.Tensor, size: tuple[int, int], sigma: float = 0.0) -> np.ndarray:
+    """[T, h, w] attention -> [T, H, W] in [0, 1]: bilinear upsampling, Gaussian smoothing
+    (sigma in pixels, default an eighth of the image side), each frame scaled to its max."""
+    up = F.interpolate(maps.detach().float().cpu()[:, None], size=size, mode="bilinear", align_corners=False)
+    sigma = sigma or max(size) / 8
+    up = gaussian_blur(up, kernel_size=2 * int(3 * sigma) + 1, sigma=sigma)[:, 0]
+    up = up - up.amin(dim=(1, 2), keepdim=True)
+    return (up / up.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)).numpy()
+
+
+def darken(images: np.ndarray, weights: np.ndarray, floor: float = 0.15) -> np.ndarray:
+    """The paper's rendering: bright where attention is high, dark where it is low."""
+    return (images * (floor + (1 - floor) * weights[..., None])).astype(np.uint8)
+
+
+def attention_figure(images: np.ndarray, maps: dict[str, torch.Tensor], title: str | None = None,
+                     boxes: np.ndarray | None = None, path=None) -> plt.Figure:
+    """A row of sampled frames, then one row per attention stream (LA first, as the paper)."""
+    order = [s for s in ("la", "sa") if s in maps]
+    t, h, w = images.shape[:3]
+    fig, axes = plt.subplots(1 + len(order), t, figsize=(1.3 * t, 1.45 * (1 + len(order))), squeeze=False)
+    rows = [("Frames", images)] + [(STREAM_NAMES[s], darken(images, smooth_maps(maps[s], (h, w)))) for s in order]
+    for r, (name, row) in enumerate(rows):
+        for c in range(t):
+            ax = axes[r, c]
+            ax.imshow(row[c])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if boxes is not None and r == 0:
+                x0, y0, x1, y1 = boxes[c]
+                ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1))
+        axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(wspace=0.03, hspace=0.05)
+    return _save(fig, path)
+
+
+def attention_gif(images: np.ndarray, maps: dict[str, torch.Tensor], path, scale: int = 2, ms: int = 250) -> Path:
+    """An animated GIF: the frame beside its LA and SA renderings."""
+    from PIL import Image
+    t, h, w = images.shape[:3]
+    panels = [images] + [darken(images, smooth_maps(maps[s], (h, w))) for s in ("la", "sa") if s in maps]
+    frames = [Image.fromarray(np.concatenate([p[i] for p in panels], axis=1)).resize(
+        (w * len(panels) * scale, h * scale), Image.NEAREST) for i in range(t)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms, loop=0)
+    return path
+
+
+def learning_curves(metrics: pd.DataFrame, title: str = "", path=None) -> plt.Figure:
+    """Loss parts and train / validation accuracy per stream over epochs."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for col in [c for c in metrics.columns if c.startswith("loss")]:
+        left.plot(metrics["epoch"], metrics[col], marker="o", ms=3, label=col.replace("loss_", ""))
+    left.set(xlabel="epoch", ylabel="loss", title="training loss")
+    left.legend(fontsize=7)
+    for stream, colour in STREAM_COLOURS.items():
+        key = "" if stream == "fused" else f"_{stream}"
+        if f"val{key}_top1" in metrics:
+            right.plot(metrics["epoch"], metrics[f"val{key}_top1"], color=colour, marker="o", ms=3, label=f"{stream} val")
+        if f"train{key}_top1" in metrics:
+            right.plot(metrics["epoch"], metrics[f"train{key}_top1"], color=colour, ls=":", label=f"{stream} train")
+    right.set(xlabel="epoch", ylabel="top-1 (%)", title="accuracy", ylim=(0, 100))
+    right.legend(fontsize=6, ncol=2)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def stream_accuracy(test: dict, title: str = "", path=None) -> plt.Figure:
+    """Test top-1 of the fused scores and of each stream."""
+    names = ["fused"] + [s for s in ("gp", "sa", "la") if f"{s}_top1" in test]
+    values = [test["top1"]] + [test[f"{s}_top1"] for s in names[1:]]
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar(names, values, color=[STREAM_COLOURS[n] for n in names])
+    for i, v in enumerate(values):
+        ax.text(i, v + 1, f"{v:.1f}", ha="center", fontsize=8)
+    ax.set(ylabel="test top-1 (%)", ylim=(0, 105), title=title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> plt.Figure:
+    """Mean and standard deviation over seeds of each configuration (rows: one run each)."""
+    done = runs[runs["status"] == "done"]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * done["config"].nunique() + 1.2))
+    sns.barplot(data=done, y="config", x=value, errorbar="sd", color="#1f77b4", ax=ax,
+                order=list(dict.fromkeys(done["config"])))
+    sns.stripplot(data=done, y="config", x=value, color="black", size=3, ax=ax,
+                  order=list(dict.fromkeys(done["config"])))
+    ax.set(xlabel="test top-1 (%), mean ± sd over seeds", ylabel="", xlim=(0, 100))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def tsn_timeline(num_frames: int, segments: int, train_draws: list[list[int]], test_clips: list[list[int]],
+                 path=None) -> plt.Figure:
+    """The T equal segments of a video, random training draws and the fixed test offsets."""
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.25 * (len(train_draws) + len(test_clips))))
+    for i in range(segments + 1):
+        ax.axvline(i * num_frames / segments, color="#bbbbbb", lw=0.8)
+    for row, draw in enumerate(train_draws):
+        ax.scatter(draw, [row] * len(draw), color="#d62728", s=14, label="train draws" if row == 0 else None)
+    base = len(train_draws)
+    for j, clip in enumerate(test_clips):
+        ax.scatter(clip, [base + j] * len(clip), color="#1f77b4", marker="s", s=14,
+                   label="test clips" if j == 0 else None)
+    ax.set(xlim=(-0.5, num_frames - 0.5), xlabel="frame index", yticks=[],
+           title=f"TSN sampling: {num_frames} frames, {segments} segments")
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1, 1.35), ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)
