@@ -37,11 +37,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(metrics, indent=1))
 
 
-def _delegate(module: str):
-    def run(args: argparse.Namespace) -> None:
-        import importlib
-        importlib.import_module(module).main(args.rest)
-    return run
+DELEGATED = {"data": ("attnet.data.cli", "datasets: synth, check, layout"),
+             "bench": ("attnet.bench", "benchmarks: model, data"),
+             "reproduce": ("attnet.reproduce", "run the notebooks with papermill")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,17 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="test", choices=["val", "test"])
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.num_clips=10 run.device=cpu")
     p.set_defaults(func=_evaluate)
-    for name, module, text in (("data", "attnet.data.cli", "datasets: synth, check, layout"),
-                               ("bench", "attnet.bench", "benchmarks: model, data"),
-                               ("reproduce", "attnet.reproduce", "run the notebooks with papermill")):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_delegate(module))
+    for name, (_, text) in DELEGATED.items():      # listed for --help; main() hands them their argv
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:               # their own parsers own their options
+        import importlib
+        importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
+        return
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except (ConfigError, FileNotFoundError, FileExistsError) as err:
