@@ -1,0 +1,41 @@
+"""Attention mass in a box and the pointing game, by hand."""
+import numpy as np
+import pytest
+import torch
+
+from attnet.localization import box_coverage, localization_scores, mass_in_box, pointing_hit, uniform_baseline
+
+
+def test_mass_counts_the_covered_share_of_each_cell():
+    a = np.array([[0.4, 0.3], [0.2, 0.1]])                 # 2x2 map over a 4x4 image: 2x2-pixel cells
+    assert mass_in_box(a, (0, 0, 2, 2), (4, 4)) == pytest.approx(0.4)
+    assert mass_in_box(a, (1, 1, 3, 3), (4, 4)) == pytest.approx(0.25 * (0.4 + 0.3 + 0.2 + 0.1))
+    assert mass_in_box(a, (0, 0, 4, 4), (4, 4)) == pytest.approx(1.0)
+    assert box_coverage((2, 2), (2, 0, 4, 1), (4, 4)).tolist() == [[0.0, 0.5], [0.0, 0.0]]
+
+
+def test_pointing_uses_the_centre_of_the_strongest_cell():
+    a = np.array([[0.1, 0.2], [0.3, 0.4]])                 # max at row 1, col 1: centre (3, 3)
+    assert pointing_hit(a, (2, 2, 4, 4), (4, 4))
+    assert not pointing_hit(a, (0, 0, 2, 2), (4, 4))
+    assert not pointing_hit(a, (0, 0, 3, 3), (4, 4))        # x1/y1 exclusive
+
+
+def test_uniform_baseline():
+    mass, hit = uniform_baseline((7, 7), (0, 0, 16, 16), (112, 112))
+    assert mass == pytest.approx(16 * 16 / 112 ** 2)
+    assert hit == pytest.approx(1 / 49)                     # only the centre (8, 8) is inside
+
+
+def test_scores_per_frame_and_stream(tmp_path):
+    from attnet.data import build_dataset, synthetic
+    from attnet.models import GLKANet
+    root = synthetic.generate(tmp_path, num_classes=2, videos_per_class={"train": 1, "val": 1, "test": 1},
+                              frames=8, size=64)
+    ds = build_dataset("synthetic", root, subset="test", segments=4, size=64, resize=64)
+    model = GLKANet(2, backbone="tiny", hidden_size=8, streams=("gp", "la"))
+    scores = localization_scores(model, ds, lambda r: synthetic.load_boxes(root, r.path.relative_to(root)))
+    assert set(scores["stream"]) == {"la", "uniform"} and len(scores) == 2 * 2 * 4
+    assert scores["mass"].between(0, 1).all()
+    with pytest.raises(ValueError, match="no attention stream"):
+        localization_scores(GLKANet(2, backbone="tiny", hidden_size=8, streams=("gp",)), ds, None)
