@@ -63,6 +63,14 @@ def _environment(device: torch.device) -> dict:
     return {"git_commit": _git_commit(), "versions": versions, "device": name}
 
 
+def _summary(cfg: Config) -> dict:
+    """The settings that tell runs apart in a results table."""
+    m = cfg.model
+    return {"dataset": cfg.data.name, "backbone": m.backbone, "streams": "+".join(m.streams),
+            "fusion_layer": m.fusion_layer, "temporal": m.temporal, "ga_reg": m.ga_reg,
+            "segments": cfg.data.segments, "num_clips": cfg.data.num_clips, "seed": cfg.run.seed}
+
+
 def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
     """(run dir, finished?) after applying run.resume / run.overwrite."""
     run_dir = Path(cfg.run.out_dir) / cfg.run_name
@@ -215,7 +223,7 @@ def fit(cfg: Config) -> Path:
     if info.is_main:
         _write_csv(scores_frame(test, labels, scores, order), run_dir / "scores.csv.gz")
         final = {"run": cfg.run_name, "preset": cfg.preset, "test": metrics, "classes": classes,
-                 "best_val_top1": best_top1, "epochs": cfg.optim.epochs,
+                 "best_val_top1": best_top1, "epochs": cfg.optim.epochs, "config": _summary(cfg),
                  "wall_time_s": time.perf_counter() - started, "world_size": info.world_size,
                  **_environment(info.device)}
         tmp = run_dir / "final.json.tmp"
