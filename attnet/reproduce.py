@@ -128,6 +128,20 @@ def git_commit() -> str:
     return (out.stdout.strip() or "unknown") + ("+local changes" if dirty else "")
 
 
+def write_index(results: Path, note: str) -> Path:
+    """results/README.md: every table and figure, and the command that made them."""
+    lines = ["# Results", "", "Made by " + note, "",
+             "Runs are in `runs/<name>/` (config, per-epoch metrics, test metrics, per-video scores); the executed "
+             "notebooks are in `notebooks/`. `paper/` holds the paper's tables with empty cells to fill.", ""]
+    for table in sorted((results / "tables").glob("*.md")):
+        lines += [f"## {table.stem}", "", table.read_text().strip(), ""]
+    figures = sorted(p for p in (results / "figures").glob("*") if p.suffix in (".png", ".gif"))
+    lines += ["## Figures", ""] + [f"- [{p.name}](figures/{p.name})" for p in figures] + [""]
+    path = results / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="attnet reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -161,8 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         timings.append({"notebook": name, "seconds": round(time.perf_counter() - tic, 1)})
         print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s", flush=True)
     total = time.perf_counter() - started
-    log = pd.DataFrame(timings)
-    write_table(log, results / "tables" / f"reproduce_timings_{args.preset}",
-                note=f"`{command}` at commit {git_commit()}: {total / 60:.1f} min in all.")
+    note = f"`{command}` at commit {git_commit()}: {total / 60:.1f} min in all."
+    write_table(pd.DataFrame(timings), results / "tables" / f"reproduce_timings_{args.preset}", note=note)
+    write_index(results, note)
     print(f"[reproduce] {len(timings)} notebooks in {total / 60:.1f} min; executed notebooks in "
           f"{results / 'notebooks'}, tables in {results / 'tables'}, figures in {results / 'figures'}")
