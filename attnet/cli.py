@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, OSError, RuntimeError) as err:   # config, data, checkpoint, divergence: one line
         sys.exit(f"error: {err}")
 
 

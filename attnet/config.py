@@ -101,13 +101,16 @@ class Config:
 
     @property
     def run_name(self) -> str:
-        if self.run.name:
-            return self.run.name
         m = self.model
-        parts = [self.preset, "+".join(m.streams), m.temporal]
-        parts += [] if m.fusion_layer else ["nofusion"]
-        parts += [] if m.ga_reg else ["noga"]
-        return "_".join(parts + [f"seed{self.run.seed}"])
+        return self.run.name or default_run_name(self.preset, m.streams, m.temporal, m.fusion_layer, m.ga_reg,
+                                                 self.run.seed)
+
+
+def default_run_name(preset: str, streams, temporal: str = "sru", fusion_layer: bool = True, ga_reg: bool = True,
+                     seed: int = 0) -> str:
+    """<preset>_<streams>_<temporal>[_nofusion][_noga]_seed<N>: the registry name of a configuration."""
+    parts = [preset, "+".join(streams), temporal] + ([] if fusion_layer else ["nofusion"]) + ([] if ga_reg else ["noga"])
+    return "_".join(parts + [f"seed{seed}"])
 
 
 CHOICES = {

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from attnet.config import default_run_name
+
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
 
 # The paper's ablations (METHOD.md): stream subsets with and without the fusion layer, GA
@@ -39,13 +41,6 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def run_name(preset: str, streams, temporal: str = "sru", fusion_layer: bool = True, ga_reg: bool = True,
-             seed: int = 0) -> str:
-    """The registry name fit() gives a configuration (attnet.config.Config.run_name)."""
-    parts = [preset, "+".join(streams), temporal] + ([] if fusion_layer else ["nofusion"]) + ([] if ga_reg else ["noga"])
-    return "_".join(parts + [f"seed{seed}"])
-
-
 def execute(name: str, output: Path, parameters: dict, cwd: Path | None = None) -> None:
     """Run notebooks/<name>.ipynb with papermill, passing only the parameters it declares."""
     import papermill
@@ -66,7 +61,7 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
         for seed in seeds:
             params = {"preset": preset, "data_root": data_root, "results_dir": results_dir, "seed": seed,
                       "resume": resume, "epochs": epochs, "make_figures": False, **spec}
-            name = run_name(preset, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
+            name = default_run_name(preset, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
                             spec.get("fusion_layer", True), spec.get("ga_reg", True), seed)
             row = {"config": config, "seed": seed, "run": name, "status": "done", "error": ""}
             tic = time.perf_counter()

@@ -25,11 +25,17 @@ def test_train_evaluate_and_registry(tmp_path, capsys):
         main(["train", "--preset", "synthetic-smoke", *common, "run.name=cli"])
     main(["train", "--preset", "synthetic-smoke", *common, "run.name=cli", "--resume"])   # finished: returns
     # a failing run is recorded as failed, with its error
-    with pytest.raises(ValueError, match="exceeds the"):
+    with pytest.raises(SystemExit, match="exceeds the"):
         main(["train", "--preset", "synthetic-smoke", *common, "run.name=broken", "data.batch_size=1000"])
     runs = load_runs(tmp_path / "runs").set_index("run")
     assert runs.loc["cli", "status"] == "done" and runs.loc["broken", "status"] == "failed"
     assert "exceeds the" in runs.loc["broken", "error"]
+
+
+def test_bad_data_root_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: .*nowhere: dataset root not found"):
+        main(["train", "--preset", "hmdb51", f"data.root={tmp_path / 'nowhere'}", f"run.out_dir={tmp_path}",
+              "model.pretrained=null"])
 
 
 def test_help_lists_presets_and_python_m_works():
