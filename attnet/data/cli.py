@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import lists, synthetic
+from .datasets import is_frame_folder
 from .decoding import folder_num_frames, video_num_frames
 from .layouts import LAYOUTS
 from .lists import DataError
@@ -16,7 +17,8 @@ def _synth(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     counts = {"train": args.train, "val": args.val, "test": args.test}
     out = synthetic.generate(args.out, num_classes=args.classes, videos_per_class=counts, frames=args.frames,
-                             size=args.size, seed=args.seed, frame_folders=args.frame_folders)
+                             size=args.size, distractors=args.distractors, seed=args.seed,
+                             frame_folders=args.frame_folders)
     total = args.classes * sum(counts.values())
     print(f"wrote {total} videos ({args.classes} classes, {counts}) to {out} in {time.perf_counter() - start:.1f} s")
 
@@ -45,13 +47,15 @@ def _check(args: argparse.Namespace) -> None:
         raise DataError(f"{root}: dataset root not found; see `attnet data layout {args.dataset}`")
     problems = 0
     for subset, records, classes, missing in _subsets(args.dataset, root, args.split, args.list_file):
-        bad = []
+        missing, bad = list(missing), []
         for record in records:
             try:
-                if record.path.suffix:
-                    video_num_frames(record.path) if args.decode else record.path.stat()
-                else:
+                if not record.path.exists():
+                    missing.append(str(record.path))
+                elif is_frame_folder(record):
                     folder_num_frames(record.path, args.frame_template)
+                elif args.decode:
+                    video_num_frames(record.path)
             except (DataError, OSError) as err:
                 bad.append(str(err).split(";")[0])
         counts = Counter(r.label for r in records)
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--test", type=int, default=synthetic.SUBSET_SIZES["test"])
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=112)
+    p.add_argument("--distractors", type=int, default=2, help="moving look-alikes per video")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frame-folders", action="store_true", help="also write JPEG frame folders")
     p.set_defaults(run=_synth)

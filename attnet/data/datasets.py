@@ -1,21 +1,27 @@
 """ClipDataset: records -> TSN-sampled, decoded, transformed clips; and `build_dataset`."""
 from __future__ import annotations
 
-import multiprocessing
 import warnings
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from . import lists
-from .decoding import decode_frames, decode_video, folder_num_frames, video_num_frames
+from .decoding import decode_frames, folder_num_frames, frame_count, open_video, read_frames, video_num_frames
 from .lists import DataError, VideoRecord
 from .sampling import eval_indices, train_indices
 from .transforms import eval_transform, train_transform
 
 DATASETS = ("ucf101", "hmdb51", "kinetics400", "kinetics600", "list", "synthetic")
 SUBSETS = ("train", "val", "test")
+_SKIP_SLOTS = 64   # one counter per loader worker (modulo), so no lock is needed
+
+
+def is_frame_folder(record: VideoRecord) -> bool:
+    """Frame folders are directories, or listed with a frame count and not a file (folder
+    names may contain dots, so the suffix decides nothing)."""
+    return record.path.is_dir() or (record.num_frames is not None and not record.path.is_file())
 
 
 class ClipDataset(Dataset):
@@ -40,11 +46,15 @@ class ClipDataset(Dataset):
         self.on_bad_video = on_bad_video
         self.three_crop = three_crop and not train
         resize = resize or round(size * 256 / 224)
+        if resize < size:
+            raise ValueError(f"resize ({resize}) must be >= size ({size}): the shorter side is resized, then cropped")
         self.transform = train_transform(size, resize, normalize, hflip) if train else \
             eval_transform(size, resize, normalize, self.three_crop)
         self._lengths: dict[int, int] = {}
-        # shared with DataLoader workers (fork), so the epoch's skip count reaches the trainer
-        self._skipped = multiprocessing.get_context("fork").Value("i", 0)
+        self.missing: list[str] = []     # listed but absent clips (Kinetics), left out of `records`
+        # Bad-video counts in shared memory: DataLoader workers (fork, spawn or forkserver) add to
+        # the same storage, so the trainer can report an epoch's skips after the workers are gone.
+        self._skipped = torch.zeros(_SKIP_SLOTS, dtype=torch.int64).share_memory_()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -52,35 +62,42 @@ class ClipDataset(Dataset):
     @property
     def skipped(self) -> int:
         """Bad videos replaced since the last `reset_skipped()` (on_bad_video="skip")."""
-        return self._skipped.value
+        return int(self._skipped.sum())
 
     def reset_skipped(self) -> int:
-        with self._skipped.get_lock():
-            count, self._skipped.value = self._skipped.value, 0
+        """Return the skip count and start a new one (the trainer calls it after each epoch)."""
+        count = self.skipped
+        self._skipped.zero_()
         return count
 
     def num_frames(self, index: int) -> int:
         record = self.records[index]
-        if record.num_frames is not None:
-            return record.num_frames
         if index not in self._lengths:
-            self._lengths[index] = (video_num_frames(record.path) if record.path.suffix else
-                                    folder_num_frames(record.path, self.frame_template))
+            if is_frame_folder(record):
+                self._lengths[index] = record.num_frames or folder_num_frames(record.path, self.frame_template)
+            else:
+                self._lengths[index] = video_num_frames(record.path)
         return self._lengths[index]
 
+    def _indices(self, num_frames: int) -> torch.Tensor:
+        if self.train:
+            return train_indices(num_frames, self.segments)[None]
+        return eval_indices(num_frames, self.segments, self.num_clips)
+
     def frame_indices(self, index: int) -> torch.Tensor:
-        """[clips, T] deterministic evaluation indices of item `index` (what non-train items use)."""
-        return eval_indices(self.num_frames(index), self.segments, self.num_clips)
+        """[clips, T] frame indices of item `index`: the deterministic test offsets for "val" and
+        "test" (what the items use); for "train", a fresh random draw from the global torch RNG."""
+        return self._indices(self.num_frames(index))
 
     def _load(self, index: int) -> torch.Tensor:
         record = self.records[index]
-        n = self.num_frames(index)
-        indices = train_indices(n, self.segments)[None] if self.train else eval_indices(n, self.segments, self.num_clips)
-        flat = indices.flatten()
-        if record.path.suffix:
-            frames, _ = decode_video(record.path, flat)
-        else:
-            frames = decode_frames(record.path, flat, self.frame_template, self.frame_start)
+        if is_frame_folder(record):
+            indices = self._indices(self.num_frames(index))
+            frames = decode_frames(record.path, indices.flatten(), self.frame_template, self.frame_start)
+        else:                               # one decoder gives the length and the frames
+            decoder = open_video(record.path)
+            indices = self._indices(frame_count(decoder, record.path))
+            frames = read_frames(decoder, record.path, indices.flatten())
         clips = torch.stack([self.transform(c) for c in frames.view(len(indices), self.segments, *frames.shape[1:])])
         if self.three_crop:                                  # [clips, crops, T, ...] -> [clips*crops, T, ...]
             clips = clips.flatten(0, 1)
@@ -94,8 +111,8 @@ class ClipDataset(Dataset):
             except DataError as err:
                 if self.on_bad_video == "error":
                     raise
-                with self._skipped.get_lock():
-                    self._skipped.value += 1
+                worker = get_worker_info()
+                self._skipped[0 if worker is None else (worker.id + 1) % _SKIP_SLOTS] += 1
                 warnings.warn(f"skipped bad video: {err}", stacklevel=2)
         raise DataError("every video of the dataset failed to decode; see the warnings above")
 
@@ -115,9 +132,10 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
     if subset not in SUBSETS:
         raise ValueError(f"unknown subset {subset!r}: choose from {', '.join(SUBSETS)}")
     root = Path(root)
+    missing: list[str] = []
     if not root.is_dir():
-        raise DataError(f"{root}: dataset root not found; see `attnet data layout {name}` "
-                        + ("or `attnet data synth`" if name == "synthetic" else ""))
+        hint = "`attnet data synth`" if name == "synthetic" else f"`attnet data layout {name}`"
+        raise DataError(f"{root}: dataset root not found; see {hint}")
     if name in ("ucf101", "hmdb51") and split not in (1, 2, 3):
         raise ValueError(f"{name} has splits 1, 2 and 3, got {split}")
     if name == "ucf101":
@@ -134,5 +152,7 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
         records, classes = lists.list_file(root, path)
     if not records:
         raise DataError(f"{root}: no videos for {name} split {split} subset {subset!r}; see `attnet data check`")
-    return ClipDataset(records, classes, subset == "train", segments, num_clips, size, resize,
-                       frame_template, frame_start, three_crop, on_bad_video, normalize, hflip)
+    dataset = ClipDataset(records, classes, subset == "train", segments, num_clips, size, resize,
+                          frame_template, frame_start, three_crop, on_bad_video, normalize, hflip)
+    dataset.missing = missing
+    return dataset

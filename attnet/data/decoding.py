@@ -14,20 +14,23 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
                         category=DeprecationWarning)
 
 
-def _decoder(path: Path):
+def open_video(path: Path, seek_mode: str = "approximate"):
+    """A torchcodec VideoDecoder. "approximate" trusts the container's index instead of
+    scanning the whole file first, which is what makes a sampled read cheap (`python -m
+    attnet.bench data` prints both modes)."""
     from torchcodec.decoders import VideoDecoder   # imported here: FFmpeg is loaded on first use
     if not path.is_file():
         raise DataError(f"{path}: video not found; check the dataset root and the list file")
     try:
-        return VideoDecoder(str(path), dimension_order="NCHW", seek_mode="approximate")
+        return VideoDecoder(str(path), dimension_order="NCHW", seek_mode=seek_mode)
     except Exception as err:   # torchcodec raises RuntimeError/ValueError with FFmpeg's text
         raise DataError(f"{path}: unreadable or corrupt video ({str(err).splitlines()[0]}); "
                         "re-download it or remove it from the list") from None
 
 
-def video_num_frames(path: Path) -> int:
+def frame_count(decoder, path: Path) -> int:
     """Frame count from the container's metadata (falls back to duration x fps)."""
-    meta = _decoder(path).metadata
+    meta = decoder.metadata
     count = meta.num_frames
     if not count and meta.duration_seconds and meta.average_fps:
         count = int(meta.duration_seconds * meta.average_fps)
@@ -36,19 +39,26 @@ def video_num_frames(path: Path) -> int:
     return int(count)
 
 
-def decode_video(path: Path, indices: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """uint8 [len(indices), 3, H, W] frames at `indices` (clamped to the real length), and the length."""
-    decoder = _decoder(path)
-    count = decoder.metadata.num_frames or 0
-    if count <= 0:
-        raise DataError(f"{path}: video has no decodable frame; re-download it or remove it from the list")
-    unique, inverse = torch.unique(indices.clamp(0, count - 1), return_inverse=True)
+def read_frames(decoder, path: Path, indices: torch.Tensor) -> torch.Tensor:
+    """uint8 [len(indices), 3, H, W]: each distinct index is decoded once, in order."""
+    unique, inverse = torch.unique(indices, return_inverse=True)
     try:
         frames = decoder.get_frames_at(unique.tolist()).data
     except Exception as err:
         raise DataError(f"{path}: cannot decode frames {unique.tolist()[:4]}... ({str(err).splitlines()[0]}); "
                         "the file is probably truncated: re-download it") from None
-    return frames[inverse], count
+    return frames[inverse]
+
+
+def video_num_frames(path: Path) -> int:
+    return frame_count(open_video(path), path)
+
+
+def decode_video(path: Path, indices: torch.Tensor, seek_mode: str = "approximate") -> tuple[torch.Tensor, int]:
+    """uint8 [len(indices), 3, H, W] frames at `indices` (clamped to the real length), and the length."""
+    decoder = open_video(path, seek_mode)
+    count = frame_count(decoder, path)
+    return read_frames(decoder, path, indices.clamp(0, count - 1)), count
 
 
 def folder_num_frames(folder: Path, template: str) -> int:
@@ -64,6 +74,8 @@ def folder_num_frames(folder: Path, template: str) -> int:
 
 def decode_frames(folder: Path, indices: torch.Tensor, template: str, start: int = 1) -> torch.Tensor:
     """uint8 [len(indices), 3, H, W] from JPEG files; frame k is template.format(k + start)."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: frame folder not found; check the dataset root and the list file")
     cache: dict[int, torch.Tensor] = {}
     out = []
     for k in indices.tolist():
@@ -74,6 +86,6 @@ def decode_frames(folder: Path, indices: torch.Tensor, template: str, start: int
                                                       mode=torchvision.io.ImageReadMode.RGB)
             except (RuntimeError, OSError) as err:
                 raise DataError(f"{path}: cannot read frame ({str(err).splitlines()[0]}); "
-                                "check frame_template and frame_start") from None
+                                "check frame_template, frame_start and the frame count in the list") from None
         out.append(cache[k])
     return torch.stack(out)

@@ -1,5 +1,17 @@
 """Where each dataset comes from and the tree `build_dataset` expects (nothing downloads here)."""
 
+
+def _kinetics(title: str, classes: str, short: str) -> str:
+    return f"""{title}
+  download: https://github.com/cvdfoundation/kinetics-dataset  (CVDF mirror: {short} clip archives + annotations)
+            https://deepmind.com/research/open-source/kinetics  (the publishers' page: annotation CSVs)
+    annotations: train.csv, validate.csv (or val.csv), test.csv of Kinetics-{classes}
+  <root>/
+    train.csv, validate.csv, test.csv (or annotations/*.csv)   label,youtube_id,time_start,time_end,split
+    any folders below root: <youtube_id>_<start:06d>_<end:06d>.mp4  (class folders or flat; .mkv/.webm also found)
+  missing clips (removed from YouTube) are counted, listed by `attnet data check kinetics`, and left out
+  use: build_dataset("kinetics{classes}", root, subset="train"|"val"|"test")"""
+
 LAYOUTS = {
     "ucf101": """UCF101 (13,320 videos, 101 classes, 3 train/test splits)
   download: https://www.crcv.ucf.edu/data/UCF101.php
@@ -19,19 +31,9 @@ LAYOUTS = {
     testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt   "<video>.avi <tag>"  1 train, 2 test, 0 unused
     <class>/<video>.avi
   use: build_dataset("hmdb51", root, split=1, subset="train"|"test")""",
-    "kinetics400": """Kinetics-400 (~240k train / 20k val clips of 10 s, 400 classes)
-  download: https://github.com/cvdfoundation/kinetics-dataset (CVDF mirror of the clips)
-            https://deepmind.com/research/open-source/kinetics  (annotations)
-  <root>/
-    train.csv, validate.csv, test.csv (or annotations/*.csv)   label,youtube_id,time_start,time_end,split
-    any folders below root: <youtube_id>_<start:06d>_<end:06d>.mp4  (class folders or flat)
-  missing clips (removed from YouTube) are counted and left out, not fatal
-  use: build_dataset("kinetics400", root, subset="train"|"val"|"test")""",
-    "kinetics600": """Kinetics-600 (~390k train / 30k val clips, 600 classes; the authors' pre-training set)
-  download: https://github.com/cvdfoundation/kinetics-dataset (CVDF mirror of the clips)
-            https://deepmind.com/research/open-source/kinetics  (annotations)
-  <root>/  as kinetics400, with the Kinetics-600 CSVs
-  use: build_dataset("kinetics600", root, subset="train"|"val"|"test")""",
+    "kinetics400": _kinetics("Kinetics-400 (~240k train / 20k val clips of 10 s, 400 classes)", "400", "k400"),
+    "kinetics600": _kinetics("Kinetics-600 (~390k train / 30k val clips of 10 s, 600 classes; the authors' "
+                             "pre-training set)", "600", "k600"),
     "list": """Generic list files (your own data, or pre-extracted frames)
   <root>/<list>.txt, one line a sample, paths relative to <root>:
     videos (mmaction2):      "relative/path/clip.mp4 <label>"

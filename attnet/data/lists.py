@@ -114,22 +114,25 @@ def hmdb51(root: Path, split: int, subset: str) -> tuple[list[VideoRecord], list
 
 # --- Kinetics -------------------------------------------------------------------------------
 KINETICS_CSV = {"train": ("train.csv",), "val": ("validate.csv", "val.csv"), "test": ("test.csv",)}
+CLIP_SUFFIXES = (".mp4", ".mkv", ".webm")   # the CVDF mirror ships mp4; youtube downloads may be mkv/webm
 
 
 def _kinetics_rows(csv_path: Path) -> list[tuple[str, str, str]]:
-    """(where, label, clip file name) of every row of an official Kinetics CSV."""
+    """(where, label, clip name without suffix) of every row of an official Kinetics CSV.
+    The label column is absent from some test CSVs: those rows get the label ""."""
     lines = list(read_lines(csv_path))
     if not lines:
         raise DataError(f"{csv_path}: empty annotation file")
     header = next(csv.reader([lines[0][1]]))
-    for column in ("label", "youtube_id", "time_start", "time_end"):
+    for column in ("youtube_id", "time_start", "time_end"):
         if column not in header:
-            raise DataError(f"{csv_path}:1: missing column {column!r}; expected the official Kinetics CSV header")
+            raise DataError(f"{csv_path}:1: missing column {column!r}; expected the official Kinetics CSV header "
+                            "(label,youtube_id,time_start,time_end,split)")
     rows = []
     for number, text in lines[1:]:
         row = dict(zip(header, next(csv.reader([text]))))
         try:
-            name = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}.mp4"
+            name = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
         except (KeyError, ValueError):
             raise DataError(f"{csv_path}:{number}: malformed row {text!r}") from None
         rows.append((f"{csv_path}:{number}", row.get("label", ""), name))
@@ -142,7 +145,7 @@ def kinetics(root: Path, subset: str, csv_path: Path | None = None) -> tuple[lis
     Clips are `<youtube_id>_<start:06d>_<end:06d>.mp4`, in class folders or flat, anywhere
     under root. Classes are the sorted labels of train.csv (beside the CSV when present).
     Returns (records, classes, missing clip names): missing clips are common in Kinetics,
-    so they are counted, not fatal. Test rows without a label get label -1.
+    so they are counted, not fatal. Unlabelled test rows get label -1.
     """
     if csv_path is None:
         candidates = [root / d / n for n in KINETICS_CSV[subset] for d in ("", "annotations")]
@@ -152,13 +155,16 @@ def kinetics(root: Path, subset: str, csv_path: Path | None = None) -> tuple[lis
     labelled = _kinetics_rows(train_csv) if train_csv.is_file() and train_csv != csv_path else rows
     classes = sorted({label for _, label, _ in labelled if label})
     index = {name: i for i, name in enumerate(classes)}
-    found = {f: Path(d) / f for d, _, files in os.walk(root) for f in files if f.endswith(".mp4")}
+    found = {Path(f).stem: Path(d) / f for d, _, files in os.walk(root) for f in files
+             if f.endswith(CLIP_SUFFIXES)}
     records, missing = [], []
     for where, label, name in rows:
         if label and label not in index:
             raise DataError(f"{where}: label {label!r} is not one of the {len(classes)} training classes")
+        if not label and subset == "train":
+            raise DataError(f"{where}: training row without a label; pass the official train.csv")
         if name not in found:
-            missing.append(name)
+            missing.append(f"{name}.mp4")
         else:
             records.append(VideoRecord(found[name], index[label] if label else -1))
     return records, classes, missing

@@ -1,7 +1,6 @@
 """Tiny real files in the datasets' formats, made per test in a tmp dir."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,10 +11,18 @@ def index_video(num_frames: int, height: int = 48, width: int = 64) -> torch.Ten
     return values.expand(num_frames, 3, height, width).contiguous()
 
 
-def write_mp4(path: Path, frames: torch.Tensor, fps: int = 25) -> Path:
+def write_mp4(path: Path, frames: torch.Tensor, fps: int = 25, **options) -> Path:
     from torchcodec.encoders import VideoEncoder
     path.parent.mkdir(parents=True, exist_ok=True)
-    VideoEncoder(frames, frame_rate=fps).to_file(str(path), codec="libx264", pixel_format="yuv444p", crf=0)
+    VideoEncoder(frames, frame_rate=fps).to_file(str(path), codec="libx264", pixel_format="yuv444p", crf=0, **options)
+    return path
+
+
+def write_avi(path: Path, frames: torch.Tensor, fps: int = 25) -> Path:
+    """MPEG-4 part 2 in AVI, the codec and container UCF101 and HMDB51 ship."""
+    from torchcodec.encoders import VideoEncoder
+    path.parent.mkdir(parents=True, exist_ok=True)
+    VideoEncoder(frames, frame_rate=fps).to_file(str(path), codec="mpeg4", pixel_format="yuv420p")
     return path
 
 

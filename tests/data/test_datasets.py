@@ -3,12 +3,13 @@ import warnings
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from attnet.data import DataError, build_dataset, build_loader
 from attnet.data.decoding import decode_frames, decode_video, video_num_frames
 from attnet.data.transforms import train_transform
 
-from .conftest import decoded_index, index_video, write_jpegs, write_mp4, write_text
+from .conftest import decoded_index, index_video, write_avi, write_jpegs, write_mp4, write_text
 
 
 @pytest.fixture
@@ -108,3 +109,63 @@ def test_missing_and_empty_video(video_root):
         ds[0]
     with pytest.raises(DataError, match=r"empty.mp4: unreadable or corrupt video"):
         ds[1]
+
+
+def test_ucf101_and_hmdb51_read_their_avi_files_end_to_end(ucf_root, hmdb_root):
+    write_avi(ucf_root / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi", index_video(24))
+    write_avi(ucf_root / "UCF-101" / "Basketball" / "v_Basketball_g08_c01.avi", index_video(12))
+    write_avi(ucf_root / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi", index_video(30))
+    train = build_dataset("ucf101", ucf_root, subset="train", segments=4, size=32, resize=48, normalize=False)
+    assert len(train) == 2 and [r.label for r in train.records] == [0, 2]
+    clip, label = train[0]
+    assert label == 0 and all(6 * i <= decoded_index(f) < 6 * (i + 1) for i, f in enumerate(clip))
+    test = build_dataset("ucf101", ucf_root, subset="test", segments=3, size=32, resize=48, normalize=False)
+    clip, label = test[0]
+    assert len(test) == 1 and label == 1 and [decoded_index(f) for f in clip] == [5, 15, 25]
+
+    for name, frames in [("brush_hair/a.avi", 10), ("brush_hair/b.avi", 20), ("cartwheel/d.avi", 8),
+                         ("cartwheel/e.avi", 9), ("cartwheel/f.avi", 9)]:     # c.avi (tag 0) is never opened
+        write_avi(hmdb_root / name, index_video(frames))
+    train = build_dataset("hmdb51", hmdb_root, subset="train", segments=2, size=32, resize=48)
+    assert len(train) == 3 and [train[i][1] for i in range(3)] == [0, 1, 1]
+    test = build_dataset("hmdb51", hmdb_root, subset="test", segments=2, size=32, resize=48, normalize=False)
+    assert [decoded_index(f) for f in test[1][0]] == [2, 6] and test[1][1] == 1
+
+
+def test_frame_folder_named_with_dots_and_missing_frame(tmp_path):
+    write_jpegs(tmp_path / "clips" / "v_Run.g01", index_video(8))
+    write_text(tmp_path / "test.txt", ["clips/v_Run.g01 8 0", "clips/v_Run.g01 12 0"])
+    ds = build_dataset("list", tmp_path, subset="test", segments=4, size=32, resize=48, normalize=False)
+    assert [decoded_index(f) for f in ds[0][0]] == [1, 3, 5, 7]
+    with pytest.raises(DataError, match=r"v_Run.g01/img_00011.jpg: cannot read frame"):
+        ds[1]                                    # the list claims 12 frames; there are 8
+
+
+def test_truncated_video_fails_with_its_name(video_root):
+    whole = write_mp4(video_root / "videos" / "fast.mp4", index_video(30), extra_options={"movflags": "+faststart"})
+    data = whole.read_bytes()
+    (video_root / "videos" / "cut.mp4").write_bytes(data[: len(data) * 2 // 3])   # header intact, tail gone
+    write_text(video_root / "cut.txt", ["videos/cut.mp4 0"])
+    ds = build_dataset("list", video_root, subset="test", segments=3, size=32, list_file=video_root / "cut.txt")
+    assert ds.num_frames(0) == 30
+    with pytest.raises(DataError, match=r"cut.mp4: cannot decode frames .* truncated"):
+        ds[0]
+
+
+def test_train_frame_indices_are_fresh_draws(video_root):
+    ds = build_dataset("list", video_root, subset="train", segments=3, size=32)
+    draws = torch.cat([ds.frame_indices(0) for _ in range(50)])
+    assert draws.shape == (50, 3) and len({tuple(d) for d in draws.tolist()}) > 1
+    assert all(10 * i <= k < 10 * (i + 1) for row in draws.tolist() for i, k in enumerate(row))
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_skip_count_comes_back_from_loader_workers(video_root, context):
+    (video_root / "videos" / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    write_text(video_root / "mixed.txt", ["videos/a.mp4 0", "videos/bad.mp4 0", "videos/b.mp4 1"])
+    ds = build_dataset("list", video_root, subset="test", segments=3, size=32, resize=32,
+                       list_file=video_root / "mixed.txt", on_bad_video="skip")
+    loader = DataLoader(ds, batch_size=3, num_workers=1, multiprocessing_context=context)
+    labels = torch.cat([batch[1] for batch in loader])
+    assert labels.tolist() == [0, 1, 1]          # the bad video is replaced by the next one
+    assert ds.skipped == 1 and ds.reset_skipped() == 1 and ds.skipped == 0

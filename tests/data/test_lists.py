@@ -1,5 +1,4 @@
 """Official split files, read as distributed; bad lines name file and line."""
-from pathlib import Path
 
 import pytest
 
@@ -52,6 +51,30 @@ def test_kinetics_csv_missing_clips_are_counted(tmp_path):
     assert classes == ["abseiling", "air drumming"]
     assert [(r.path.name, r.label) for r in records] == [("aaa_000014_000024.mp4", 0), ("bbb_000000_000010.mp4", 1)]
     assert missing == ["ccc_000003_000013.mp4"]
+
+
+def test_kinetics_unlabelled_test_csv_and_other_containers(tmp_path):
+    write_text(tmp_path / "annotations" / "train.csv", ["label,youtube_id,time_start,time_end,split",
+                                                        "abseiling,aaa,14,24,train", "zumba,zzz,1,11,train"])
+    write_text(tmp_path / "annotations" / "test.csv", ["youtube_id,time_start,time_end,split",   # Kinetics-600 test
+                                                       "ttt,5,15,test", "uuu,0,10,test"])
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "ttt_000005_000015.mkv").write_bytes(b"")
+    records, classes, missing = lists.kinetics(tmp_path, "test")
+    assert classes == ["abseiling", "zumba"]
+    assert [(r.path.name, r.label) for r in records] == [("ttt_000005_000015.mkv", -1)]
+    assert missing == ["uuu_000000_000010.mp4"]
+    with pytest.raises(DataError, match=r"test.csv:2: training row without a label"):
+        lists.kinetics(tmp_path, "train", tmp_path / "annotations" / "test.csv")
+
+
+def test_build_dataset_reports_missing_kinetics_clips(tmp_path):
+    write_text(tmp_path / "train.csv", ["label,youtube_id,time_start,time_end,split",
+                                        "abseiling,aaa,14,24,train", "abseiling,bbb,0,10,train"])
+    (tmp_path / "aaa_000014_000024.mp4").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"kinetics400 train: 1 clips listed but not found .*bbb_000000_000010.mp4"):
+        ds = build_dataset("kinetics400", tmp_path, subset="train")
+    assert len(ds) == 1 and ds.missing == ["bbb_000000_000010.mp4"]
 
 
 def test_kinetics_val_label_must_be_a_training_class(tmp_path):

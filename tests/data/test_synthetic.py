@@ -1,10 +1,9 @@
 """The synthetic dataset: deterministic, boxes on the actor, readable by the real loaders."""
 import numpy as np
 import pytest
-import torch
 
 from attnet.data import build_dataset
-from attnet.data import cli, synthetic
+from attnet.data import synthetic
 
 
 def test_render_is_deterministic_and_boxes_hold_the_actor_mark():
@@ -57,19 +56,3 @@ def test_generate_writes_lists_boxes_and_videos_the_loaders_read(tmp_path):
     assert (frames_ds[2][0] - clip).abs().mean() < 0.04                # same frames, JPEG vs x264 error
     assert synthetic.ensure(root, num_classes=3, videos_per_class=counts, frames=10, size=64, seed=1,
                             frame_folders=True) == root
-
-
-def test_cli_synth_check_layout(tmp_path, capsys):
-    out = tmp_path / "syn"
-    cli.main(["synth", "--out", str(out), "--classes", "2", "--train", "1", "--val", "1", "--test", "1",
-              "--frames", "6", "--size", "48"])
-    assert "wrote 6 videos" in capsys.readouterr().out
-    (out / "videos" / "move_left" / "move_left_0001.mp4").unlink()
-    cli.main(["check", "list", "--root", str(out), "--list-file", str(out / "val.txt")])
-    text = capsys.readouterr().out
-    assert "val: 2 videos, 2 classes" in text and "1 unreadable" in text and "move_left_0001.mp4" in text
-    cli.main(["layout", "ucf101"])
-    assert "ucfTrainTestlist/classInd.txt" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        cli.main(["check", "ucf101", "--root", str(tmp_path / "none")])
-    assert "dataset root not found" in capsys.readouterr().err

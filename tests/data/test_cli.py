@@ -1,0 +1,57 @@
+"""`attnet data synth | check | layout`, called through main(argv)."""
+import pytest
+
+from attnet.data import cli
+
+from .conftest import index_video, write_avi
+
+
+def test_synth_then_check_lists_missing_and_unreadable_files(tmp_path, capsys):
+    out = tmp_path / "syn"
+    cli.main(["synth", "--out", str(out), "--classes", "2", "--train", "1", "--val", "2", "--test", "1",
+              "--frames", "6", "--size", "48", "--distractors", "1"])
+    assert "wrote 8 videos" in capsys.readouterr().out
+    (out / "videos" / "move_left" / "move_left_0001.mp4").unlink()
+    (out / "videos" / "move_right" / "move_right_0002.mp4").write_bytes(b"not a video")
+    cli.main(["check", "list", "--root", str(out), "--list-file", str(out / "val.txt")])
+    text = capsys.readouterr().out
+    assert "val: 4 videos, 2 classes (per class min 2, median 2, max 2), 1 missing, 0 unreadable" in text
+    assert "missing: " in text and "move_left_0001.mp4" in text
+    cli.main(["check", "list", "--root", str(out), "--list-file", str(out / "val.txt"), "--decode"])
+    text = capsys.readouterr().out
+    assert "1 missing, 1 unreadable" in text and "move_right_0002.mp4: unreadable or corrupt video" in text
+    assert text.strip().endswith("2 problems")
+
+
+def test_check_official_layout_and_class_balance(ucf_root, capsys):
+    write_avi(ucf_root / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi", index_video(4))
+    write_avi(ucf_root / "UCF-101" / "Basketball" / "v_Basketball_g08_c01.avi", index_video(4))
+    write_avi(ucf_root / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi", index_video(4))
+    cli.main(["check", "ucf101", "--root", str(ucf_root), "--decode"])
+    text = capsys.readouterr().out
+    assert "train: 2 videos, 3 classes (per class min 1, median 1, max 1), 0 missing, 0 unreadable" in text
+    assert "classes without videos: Archery" in text                 # no Archery clip in trainlist01
+    assert "test: 1 videos" in text and text.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("dataset, expected", [
+    ("ucf101", ["ucfTrainTestlist/classInd.txt", "download: https://www.crcv.ucf.edu"]),
+    ("hmdb51", ["testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt", "test_train_splits.rar"]),
+    ("kinetics600", ["<youtube_id>_<start:06d>_<end:06d>.mp4", "Kinetics-600", "cvdfoundation"]),
+    ("list", ['"relative/path/folder <num_frames> <label>"', '"relative/path/clip.mp4 <label>"']),
+])
+def test_layout_prints_tree_and_download_page(dataset, expected, capsys):
+    cli.main(["layout", dataset])
+    text = capsys.readouterr().out
+    assert all(piece in text for piece in expected)
+
+
+def test_errors_are_one_line_on_stderr(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["check", "ucf101", "--root", str(tmp_path / "none")])
+    assert "dataset root not found" in capsys.readouterr().err
+    (tmp_path / "hmdb").mkdir()
+    with pytest.raises(SystemExit):
+        cli.main(["check", "hmdb51", "--root", str(tmp_path / "hmdb")])
+    err = capsys.readouterr().err
+    assert "testTrainMulti_7030_splits: split folder not found" in err and len(err.strip().splitlines()) == 1
