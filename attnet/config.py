@@ -44,6 +44,7 @@ class DataConfig:
     frame_template: str = "img_{:05d}.jpg"
     frame_start: int = 1
     on_bad_video: str = "error"         # error | skip
+    cache: bool = False                 # keep decoded videos in memory after the first epoch (needs workers=0)
     synthetic: dict = field(default_factory=dict)   # generator arguments (attnet.data.synthetic.generate)
 
 
@@ -82,6 +83,7 @@ class RunConfig:
     out_dir: str = "results/runs"
     seed: int = 0
     device: str = "auto"                # auto | cpu | cuda | cuda:N
+    threads: int | None = None          # torch CPU threads (None: torch's choice); parallel ablations use 1
     eval_every: int = 1
     log_every: int = 20
     resume: bool = False                # continue from checkpoints/last.pt; a finished run is returned as is
@@ -124,7 +126,8 @@ CHOICES = {
     "optim.amp": ("bf16", "fp16", "off"),
 }
 POSITIVE = ("data.segments", "data.size", "data.num_clips", "data.batch_size", "data.eval_batch_size",
-            "model.hidden_size", "model.num_layers", "optim.lr", "optim.epochs", "run.eval_every", "run.log_every")
+            "model.hidden_size", "model.num_layers", "optim.lr", "optim.epochs", "run.eval_every", "run.log_every",
+            "run.threads")
 NON_NEGATIVE = ("data.workers", "data.frame_start", "optim.momentum", "optim.weight_decay", "model.ga_margin")
 
 
@@ -201,6 +204,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
     if cfg.data.split not in (1, 2, 3):
         raise ConfigError(f"data.split: must be 1, 2 or 3, got {cfg.data.split}")
+    if cfg.data.cache and cfg.data.workers:
+        raise ConfigError(f"data.cache: the cache lives in the main process, so it needs data.workers=0 "
+                          f"(got {cfg.data.workers})")
     return cfg
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -53,29 +55,44 @@ def execute(name: str, output: Path, parameters: dict, cwd: Path | None = None) 
 
 
 def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | None, results_dir: str,
-                 resume: bool = True, epochs: int | None = None) -> pd.DataFrame:
+                 resume: bool = True, epochs: int | None = None, jobs: int = 1) -> pd.DataFrame:
     """Train every configuration x seed through 02_train_eval; a failure is recorded (with its
-    error) and the others go on. One row per run, with its test metrics."""
-    rows = []
-    for config, spec in configs.items():
-        for seed in seeds:
-            params = {"preset": preset, "data_root": data_root, "results_dir": results_dir, "seed": seed,
-                      "resume": resume, "epochs": epochs, "make_figures": False, **spec}
-            name = default_run_name(preset, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
-                            spec.get("fusion_layer", True), spec.get("ga_reg", True), seed)
-            row = {"config": config, "seed": seed, "run": name, "status": "done", "error": ""}
-            tic = time.perf_counter()
-            try:
-                execute("02_train_eval", Path(results_dir) / "notebooks" / "ablation" / f"{name}.ipynb", params)
-                final = json.loads((Path(results_dir) / "runs" / name / "final.json").read_text())
-                row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
-            except Exception as err:          # papermill re-raises the notebook's error: record it
-                row |= {"status": "failed", "error": _last_line(err)}
-            row["seconds"] = time.perf_counter() - tic
-            print(f"  {config:28s} seed {seed}: {row['status']} "
-                  + (f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]), flush=True)
-            rows.append(row)
+    error) and the others go on. One row per run, with its test metrics, in table order.
+
+    jobs > 1 trains that many runs at once, each with cores // jobs torch threads: on 2 CPU
+    cores two 1-thread runs finish sooner than one 2-thread run after another (small convs
+    scale poorly over threads; `python -m attnet.bench model --threads 1` prints it)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    tasks = [(config, spec, seed) for config, spec in configs.items() for seed in seeds]
+
+    def train(task) -> dict:
+        config, spec, seed = task
+        params = {"preset": preset, "data_root": data_root, "results_dir": results_dir, "seed": seed,
+                  "resume": resume, "epochs": epochs, "make_figures": False, "threads": threads, **spec}
+        name = default_run_name(preset, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
+                                spec.get("fusion_layer", True), spec.get("ga_reg", True), seed)
+        row = {"config": config, "seed": seed, "run": name, "status": "done", "error": ""}
+        tic = time.perf_counter()
+        try:
+            execute("02_train_eval", Path(results_dir) / "notebooks" / "ablation" / f"{name}.ipynb", params)
+            final = json.loads((Path(results_dir) / "runs" / name / "final.json").read_text())
+            row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
+        except Exception as err:          # papermill re-raises the notebook's error: record it
+            row |= {"status": "failed", "error": _last_line(err)}
+        row["seconds"] = time.perf_counter() - tic
+        print(f"  {config:28s} seed {seed}: {row['status']} "
+              + (f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]), flush=True)
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:   # each run is its own kernel process
+        rows = list(pool.map(train, tasks))
     return pd.DataFrame(rows)
+
+
+def default_jobs() -> int:
+    """One run at a time on a GPU; two on a multi-core CPU (see run_ablation)."""
+    import torch
+    return 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1)
 
 
 def _last_line(err: Exception) -> str:
@@ -147,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="keep this preset's finished runs (final.json); without it they are deleted and retrained")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the ablation")
     parser.add_argument("--results", default="results", help="where tables, figures and runs go")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="ablation runs trained at once (default: 1 on a GPU, 2 on a CPU with 2+ cores)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     root = project_root()
@@ -160,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     # resume=True inside: later notebooks reuse the runs earlier ones made (04 and 06 use the
     # full model that 02 / 03 trained)
     params = {"preset": args.preset, "data_root": args.data_root, "results_dir": str(results),
-              "resume": True, "seeds": args.seeds, "configs": "all"}
+              "resume": True, "seeds": args.seeds, "configs": "all", "jobs": args.jobs or default_jobs()}
     timings = []
     started = time.perf_counter()
     for name in args.only or NOTEBOOKS:

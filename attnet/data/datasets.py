@@ -35,7 +35,8 @@ class ClipDataset(Dataset):
     def __init__(self, records: list[VideoRecord], classes: list[str], train: bool, segments: int = 12,
                  num_clips: int = 1, size: int = 224, resize: int | None = None,
                  frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
-                 on_bad_video: str = "error", normalize: bool = True, hflip: bool = True) -> None:
+                 on_bad_video: str = "error", normalize: bool = True, hflip: bool = True,
+                 cache: bool = False) -> None:
         if on_bad_video not in ("error", "skip"):
             raise ValueError(f"on_bad_video must be 'error' or 'skip', got {on_bad_video!r}")
         if segments < 1 or num_clips < 1:
@@ -51,6 +52,10 @@ class ClipDataset(Dataset):
         self.transform = train_transform(size, resize, normalize, hflip) if train else \
             eval_transform(size, resize, normalize, self.three_crop)
         self._lengths: dict[int, int] = {}
+        # cache=True: every frame of a video is decoded on its first read and kept (uint8), so
+        # later epochs only sample and transform. For small datasets read by the main process
+        # (workers=0): the synthetic preset's 600 training videos take 360 MB.
+        self._frames: dict[int, torch.Tensor] | None = {} if cache else None
         self.missing: list[str] = []     # listed but absent clips (Kinetics), left out of `records`
         # Bad-video counts in shared memory: DataLoader workers (fork, spawn or forkserver) add to
         # the same storage, so the trainer can report an epoch's skips after the workers are gone.
@@ -89,9 +94,23 @@ class ClipDataset(Dataset):
         "test" (what the items use); for "train", a fresh random draw from the global torch RNG."""
         return self._indices(self.num_frames(index))
 
-    def _load(self, index: int) -> torch.Tensor:
+    def _decode_all(self, index: int) -> torch.Tensor:
         record = self.records[index]
         if is_frame_folder(record):
+            return decode_frames(record.path, torch.arange(self.num_frames(index)), self.frame_template,
+                                 self.frame_start)
+        decoder = open_video(record.path)
+        return read_frames(decoder, record.path, torch.arange(frame_count(decoder, record.path)))
+
+    def _load(self, index: int) -> torch.Tensor:
+        record = self.records[index]
+        if self._frames is not None:        # the same indices and frames as the uncached reads below
+            if index not in self._frames:
+                self._frames[index] = self._decode_all(index)
+            video = self._frames[index]
+            indices = self._indices(len(video))
+            frames = video[indices.flatten()]
+        elif is_frame_folder(record):
             indices = self._indices(self.num_frames(index))
             frames = decode_frames(record.path, indices.flatten(), self.frame_template, self.frame_start)
         else:                               # one decoder gives the length and the frames
@@ -121,11 +140,13 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
                   num_clips: int = 1, size: int = 224, resize: int | None = None,
                   list_file: str | Path | None = None, kinetics_csv: str | Path | None = None,
                   frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
-                  on_bad_video: str = "error", normalize: bool = True, hflip: bool = True) -> ClipDataset:
+                  on_bad_video: str = "error", normalize: bool = True, hflip: bool = True,
+                  cache: bool = False) -> ClipDataset:
     """A dataset by name, read from its official layout under `root` (see `attnet data layout`).
 
     UCF101 and HMDB51 have no validation split: "val" reads the test list of `split`.
     hflip=False turns off the training flip (the synthetic classes include left vs right).
+    cache=True keeps each decoded video in memory after its first read (small datasets, workers=0).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
@@ -153,6 +174,6 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
     if not records:
         raise DataError(f"{root}: no videos for {name} split {split} subset {subset!r}; see `attnet data check`")
     dataset = ClipDataset(records, classes, subset == "train", segments, num_clips, size, resize,
-                          frame_template, frame_start, three_crop, on_bad_video, normalize, hflip)
+                          frame_template, frame_start, three_crop, on_bad_video, normalize, hflip, cache)
     dataset.missing = missing
     return dataset

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 CLASSES = ("move_right", "move_left", "move_down", "move_up", "orbit_cw", "orbit_ccw", "grow", "shrink")
-SUBSET_SIZES = {"train": 75, "val": 8, "test": 8}
+SUBSET_SIZES = {"train": 75, "val": 8, "test": 16}
 
 
 def _light(x: np.ndarray, y: np.ndarray) -> np.ndarray:

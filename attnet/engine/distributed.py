@@ -33,9 +33,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def setup(device_name: str = "auto") -> DistInfo:
+def setup(device_name: str = "auto", threads: int | None = None) -> DistInfo:
     """Join the process group when launched by torchrun (RANK/WORLD_SIZE set): NCCL on
-    CUDA, gloo on CPU."""
+    CUDA, gloo on CPU. `threads` caps torch's CPU threads (runs sharing a machine)."""
+    if threads:
+        torch.set_num_threads(threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)

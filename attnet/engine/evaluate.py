@@ -80,7 +80,7 @@ def evaluate(cfg: Config, checkpoint_path: str | Path, subset: str = "test",
              scores_path: str | Path | None = None) -> dict:
     """Test a checkpoint: top-1 / top-5 (fused and per stream), mean class accuracy, confusion.
     Writes per-video scores to `scores_path` (csv or csv.gz) when given, from rank 0."""
-    info = distributed.setup(cfg.run.device)
+    info = distributed.setup(cfg.run.device, cfg.run.threads)
     dataset = build_datasets(cfg, (subset,), dataset_root(cfg, info))[subset]
     model = build_model(cfg, len(dataset.classes), info.device, init=False)
     state = checkpoint.load(Path(checkpoint_path))

@@ -138,7 +138,7 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, in
 def fit(cfg: Config) -> Path:
     """Train, validate and test one configuration; returns the run directory."""
     started = time.perf_counter()
-    info = distributed.setup(cfg.run.device)
+    info = distributed.setup(cfg.run.device, cfg.run.threads)
     run_dir, finished = _prepare_run_dir(cfg, info)
     if finished:
         if info.is_main:

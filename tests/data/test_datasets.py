@@ -169,3 +169,25 @@ def test_skip_count_comes_back_from_loader_workers(video_root, context):
     labels = torch.cat([batch[1] for batch in loader])
     assert labels.tolist() == [0, 1, 1]          # the bad video is replaced by the next one
     assert ds.skipped == 1 and ds.reset_skipped() == 1 and ds.skipped == 0
+
+
+@pytest.mark.parametrize("subset", ["train", "test"])
+def test_cached_items_equal_decoded_items_and_each_video_is_decoded_once(video_root, subset, monkeypatch):
+    from attnet.data import datasets
+    plain = build_dataset("list", video_root, subset=subset, segments=4, num_clips=2, size=32, resize=48)
+    cached = build_dataset("list", video_root, subset=subset, segments=4, num_clips=2, size=32, resize=48, cache=True)
+    opened = []
+    monkeypatch.setattr(datasets, "open_video", lambda path: opened.append(path.name) or decode_open(path))
+    for _ in range(3):                                  # three epochs
+        for i in range(2):
+            torch.manual_seed(i)
+            want, label = plain[i]
+            torch.manual_seed(i)
+            got, cached_label = cached[i]
+            assert torch.equal(got, want) and label == cached_label
+    assert opened.count("a.mp4") == 3 + 1 and opened.count("b.mp4") == 3 + 1   # plain: every read; cached: once
+
+
+def decode_open(path):
+    from attnet.data.decoding import open_video
+    return open_video(path)

@@ -1,8 +1,10 @@
 """The notebooks under papermill with non-default parameters, recording into the registry."""
 import json
+import os
 
 import pandas as pd
 import pytest
+import yaml
 
 from attnet.reproduce import ablation_table, execute, run_ablation
 
@@ -27,7 +29,10 @@ def test_train_eval_records_a_non_default_run(workspace, tmp_path):
 
 def test_ablation_reports_a_failure_beside_a_result(workspace):
     runs = run_ablation({"GP only": {"streams": ["gp"]}, "broken": {"streams": ["xx"]}}, [2], workspace["preset"],
-                        workspace["data_root"], workspace["results_dir"], epochs=1)
+                        workspace["data_root"], workspace["results_dir"], epochs=1, jobs=2)
+    assert runs["config"].tolist() == ["GP only", "broken"]          # table order, whichever finished first
+    config = yaml.safe_load(open(f"{workspace['results_dir']}/runs/synthetic-smoke_gp_sru_seed2/config.yaml"))
+    assert config["run"]["threads"] == max(1, os.cpu_count() // 2)  # the cores are split between the two jobs
     table = ablation_table(runs).set_index("configuration")
     assert table.loc["GP only", "status"] == "done" and table.loc["GP only", "seeds"] == "1/1"
     assert table.loc["broken", "status"].startswith("failed: ConfigError") and "model.streams" in table.loc["broken", "status"]
