@@ -177,8 +177,11 @@ def main(argv: list[str] | None = None) -> None:
         for old in sorted((results / "runs").glob(f"{args.preset}_*")):
             shutil.rmtree(old)
     # resume=True inside: later notebooks reuse the runs earlier ones made (04 and 06 use the
-    # full model that 02 / 03 trained)
-    params = {"preset": args.preset, "data_root": args.data_root, "results_dir": str(results),
+    # full model that 02 / 03 trained). Inside the checkout the notebooks (which run there) get
+    # a relative results_dir, so tables name files as results/..., the same on every machine.
+    inside = results.resolve().is_relative_to(root.resolve())
+    params = {"preset": args.preset, "data_root": args.data_root,
+              "results_dir": str(results.resolve().relative_to(root.resolve()) if inside else results),
               "resume": True, "seeds": args.seeds, "configs": "all", "jobs": args.jobs or default_jobs()}
     timings = []
     started = time.perf_counter()

@@ -3,8 +3,9 @@ whether one loader worker keeps up with a train step of the `synthetic` preset.
 
     python -m attnet.bench data [--segments 12] [--repeats 20] [--threads N]
 
-Part 1 encodes a 10 s, 25 fps, 320x240 video (H.264, at several keyframe intervals) and times
-one sampled clip per call, opening the file each time as the dataset does. Part 2 builds
+Part 1 encodes a 10 s, 25 fps, 320x240 video (H.264, at several keyframe intervals, then the
+longest-GOP one re-encoded by `attnet data reencode`) and times one sampled clip per call,
+opening the file each time as the dataset does. Part 2 builds
 the `synthetic` preset's dataset, model, loss and optimiser and prints the clips/s of one
 loader worker beside the clips/s of training steps.
 """
@@ -21,6 +22,7 @@ import torch
 from attnet.config import load_config
 from attnet.data import build_dataset, build_loader, synthetic
 from attnet.data.decoding import decode_video
+from attnet.data.reencode import reencode_video
 from attnet.data.sampling import train_indices
 from attnet.losses import GLKALoss
 
@@ -39,21 +41,25 @@ def _decode(args: argparse.Namespace, tmp: Path) -> None:
     from torchcodec.encoders import VideoEncoder
     frames = torch.randint(0, 256, (250, 3, 240, 320), dtype=torch.uint8)
     frames = torch.nn.functional.avg_pool2d(frames.float(), 9, 1, 4).to(torch.uint8)   # smooth, codec-like
+
+    def compare(path: Path, label: str) -> None:
+        whole = _rate(lambda: VideoDecoder(str(path), seek_mode="approximate").get_frames_in_range(0, 250),
+                      max(2, args.repeats // 5))
+        print(f"10 s, 25 fps, 320x240, {label}: whole-video decode {whole:.2f} clips/s ({whole * 250:.0f} frames/s)")
+        for mode in ("approximate", "exact"):
+            sampled = _rate(lambda: decode_video(path, train_indices(250, args.segments), mode), args.repeats)
+            print(f"  {args.segments}-segment sampled decode, seek_mode={mode:<11}: {sampled:6.1f} clips/s "
+                  f"({sampled * args.segments:.0f} frames/s per worker) -> {sampled / whole:.1f}x whole-video")
+
     # A sampled frame costs the decode from its keyframe, so the gain depends on the GOP: 1 is
     # all-intra, 12 is FFmpeg's MPEG-4 default (UCF101 / HMDB51 AVIs), 250 is x264's default.
     for gop in args.gop:
         path = tmp / f"ten_seconds_gop{gop}.mp4"
         VideoEncoder(frames, frame_rate=25).to_file(str(path), codec="libx264", crf=23, extra_options={"g": str(gop)})
-        whole = _rate(lambda: VideoDecoder(str(path), seek_mode="approximate").get_frames_in_range(0, 250),
-                      max(2, args.repeats // 5))
-        print(f"10 s, 25 fps, 320x240 mp4, keyframe every {gop} frames: whole-video decode {whole:.2f} clips/s "
-              f"({whole * 250:.0f} frames/s)")
-        for mode in ("approximate", "exact"):
-            sampled = _rate(lambda: decode_video(path, train_indices(250, args.segments), mode), args.repeats)
-            print(f"  {args.segments}-segment sampled decode, seek_mode={mode:<11}: {sampled:6.1f} clips/s "
-                  f"({sampled * args.segments:.0f} frames/s per worker) -> {sampled / whole:.1f}x whole-video")
-    print("  (a sampled frame costs the decode from its keyframe: for long-GOP files re-encode with a short\n"
-          "   GOP, e.g. ffmpeg -g 4, or extract frame folders; both are read by build_dataset)")
+        compare(path, f"H.264 with a keyframe every {gop} frames")
+    source = tmp / f"ten_seconds_gop{max(args.gop)}.mp4"
+    reencode_video(source, tmp / "reencoded.mp4", gop=args.reencode_gop)
+    compare(tmp / "reencoded.mp4", f"that last file after `attnet data reencode --gop {args.reencode_gop}`")
 
 
 def _keep_up(args: argparse.Namespace, tmp: Path) -> None:
@@ -97,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--segments", type=int, default=12)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--gop", type=int, nargs="+", default=[1, 4, 12, 250], help="keyframe intervals to test")
+    p.add_argument("--reencode-gop", type=int, default=4, help="keyframe interval of the re-encoded copy")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads for the train step")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.threads:

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import lists, synthetic
+from . import lists, reencode, synthetic
 from .datasets import is_frame_folder
 from .decoding import folder_num_frames, video_num_frames
 from .layouts import LAYOUTS
@@ -74,8 +74,21 @@ def _check(args: argparse.Namespace) -> None:
     print("ok" if problems == 0 else f"{problems} problems")
 
 
+def _reencode(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    done = reencode.reencode(args.src, args.dst, gop=args.gop, crf=args.crf, overwrite=args.overwrite)
+    print(f"{args.dst}: {len(done['written'])} videos re-encoded (keyframe every {args.gop} frames), "
+          f"{len(done['skipped'])} kept from an earlier run, {len(done['copied'])} other files copied, "
+          f"{len(done['failed'])} failed, in {time.perf_counter() - start:.0f} s")
+    for line in done["failed"][: args.show]:
+        print(f"  failed: {line}")
+    if done["failed"]:
+        raise DataError(f"{len(done['failed'])} videos could not be re-encoded (listed above); "
+                        "fix or remove them and rerun: finished videos are kept")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="attnet data", description="Datasets: synthesize, check, show layouts.")
+    parser = argparse.ArgumentParser(prog="attnet data", description="Datasets: synthesize, check, re-encode, show layouts.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="generate the synthetic action dataset")
     p.add_argument("--out", default="data/synthetic")
@@ -98,6 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--decode", action="store_true", help="open every video with the decoder (slow)")
     p.add_argument("--show", type=int, default=20, help="how many names to list per problem")
     p.set_defaults(run=_check)
+    p = sub.add_parser("reencode", help="copy a dataset with short-GOP H.264 videos (fast sampled decoding)",
+                       description=reencode.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", required=True, help="dataset root to read")
+    p.add_argument("--dst", required=True, help="new dataset root (same tree and names)")
+    p.add_argument("--gop", type=int, default=4, help="frames between keyframes")
+    p.add_argument("--crf", type=int, default=18, help="x264 quality (lower is better, 18 is visually lossless)")
+    p.add_argument("--overwrite", action="store_true", help="re-encode videos already in --dst")
+    p.add_argument("--show", type=int, default=20, help="how many failures to list")
+    p.set_defaults(run=_reencode)
     p = sub.add_parser("layout", help="print the expected directory tree and download pages")
     p.add_argument("dataset", choices=sorted(LAYOUTS))
     p.set_defaults(run=lambda a: print(LAYOUTS[a.dataset]))
