@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
               "results_dir": str(results.resolve().relative_to(root.resolve()) if inside else results),
               "resume": True, "seeds": args.seeds, "configs": "all", "jobs": args.jobs or default_jobs()}
     timings = []
+    commit = git_commit()                 # before the notebooks rewrite the tracked results/
     started = time.perf_counter()
     for name in args.only or NOTEBOOKS:
         print(f"[reproduce] {name} ...", flush=True)
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         timings.append({"notebook": name, "seconds": round(time.perf_counter() - tic, 1)})
         print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s", flush=True)
     total = time.perf_counter() - started
-    note = f"`{command}` at commit {git_commit()}: {total / 60:.1f} min in all."
+    note = f"`{command}` at commit {commit}: {total / 60:.1f} min in all."
     write_table(pd.DataFrame(timings), results / "tables" / f"reproduce_timings_{args.preset}", note=note)
     write_index(results, note)
     print(f"[reproduce] {len(timings)} notebooks in {total / 60:.1f} min; executed notebooks in "
