@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     if not results.is_absolute():
         results = Path.cwd() / results
     command = "attnet reproduce " + " ".join(sys.argv[1:] if argv is None else argv)
+    commit = git_commit()                 # before old runs go and the notebooks rewrite results/
     if not args.resume:                   # a fresh reproduction: this preset's earlier runs go first
         for old in sorted((results / "runs").glob(f"{args.preset}_*")):
             shutil.rmtree(old)
@@ -184,7 +185,6 @@ def main(argv: list[str] | None = None) -> None:
               "results_dir": str(results.resolve().relative_to(root.resolve()) if inside else results),
               "resume": True, "seeds": args.seeds, "configs": "all", "jobs": args.jobs or default_jobs()}
     timings = []
-    commit = git_commit()                 # before the notebooks rewrite the tracked results/
     started = time.perf_counter()
     for name in args.only or NOTEBOOKS:
         print(f"[reproduce] {name} ...", flush=True)
