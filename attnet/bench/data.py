@@ -63,7 +63,7 @@ def _decode(args: argparse.Namespace, tmp: Path) -> None:
 
 
 def _keep_up(args: argparse.Namespace, tmp: Path) -> None:
-    from attnet.engine.build import build_model
+    from attnet.engine.build import build_model, build_optimizer
     cfg = load_config("synthetic")
     d = cfg.data
     root = synthetic.ensure(tmp / "synthetic", **{**d.synthetic, "videos_per_class": {"train": 6, "val": 0, "test": 0}})
@@ -81,9 +81,7 @@ def _keep_up(args: argparse.Namespace, tmp: Path) -> None:
             batches += 1
     load_rate = batches * d.batch_size / (time.perf_counter() - start)
     model = build_model(cfg, len(ds.classes), torch.device("cpu"))
-    o = cfg.optim
-    optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay) \
-        if o.name == "sgd" else torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    optimizer = build_optimizer(cfg, model)
     criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
 
     def step() -> None:

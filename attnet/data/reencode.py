@@ -18,7 +18,9 @@ import os
 import shutil
 from pathlib import Path
 
-from .decoding import frame_count, open_video
+import torch
+
+from .decoding import frame_count, open_video, read_frames
 from .lists import DataError
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov")
@@ -36,11 +38,7 @@ def reencode_video(src: Path, dst: Path, gop: int = 4, crf: int = 18) -> int:
     Returns the frame count."""
     from torchcodec.encoders import VideoEncoder
     decoder = open_video(src, seek_mode="exact")
-    count = frame_count(decoder, src)
-    try:
-        frames = decoder.get_frames_in_range(0, count).data
-    except Exception as err:
-        raise DataError(f"{src}: cannot decode ({str(err).splitlines()[0]}); re-download it") from None
+    frames = read_frames(decoder, src, torch.arange(frame_count(decoder, src)))
     fps = decoder.metadata.average_fps or 25.0
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.tmp{dst.suffix}")

@@ -57,3 +57,11 @@ def autocast(cfg: Config, device: torch.device):
     if device.type != "cuda" or cfg.optim.amp == "off":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.optim.amp == "bf16" else torch.float16)
+
+
+def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (the authors' recipe) or AdamW (the CPU presets), from cfg.optim."""
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)

@@ -22,7 +22,7 @@ from attnet.data import build_loader
 from attnet.losses import GLKALoss
 
 from . import checkpoint, distributed
-from .build import autocast, build_datasets, build_model, dataset_root
+from .build import autocast, build_datasets, build_model, build_optimizer, dataset_root
 from .distributed import DistInfo
 from .evaluate import predict, scores_frame
 from .metrics import summarize, topk_accuracy
@@ -163,9 +163,7 @@ def fit(cfg: Config) -> Path:
         raise ValueError(f"data.batch_size={cfg.data.batch_size} exceeds the {len(train_loader.sampler)} training "
                          f"videos per process: no full batch to train on; lower data.batch_size")
     criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
-    o = cfg.optim
-    optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay) \
-        if o.name == "sgd" else torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    optimizer = build_optimizer(cfg, model)
     schedule = cosine(cfg.optim.epochs) if cfg.optim.schedule == "cosine" else (lambda e: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=info.device.type == "cuda" and cfg.optim.amp == "fp16")
