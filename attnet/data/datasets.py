@@ -94,29 +94,26 @@ class ClipDataset(Dataset):
         "test" (what the items use); for "train", a fresh random draw from the global torch RNG."""
         return self._indices(self.num_frames(index))
 
-    def _decode_all(self, index: int) -> torch.Tensor:
+    def _read(self, index: int, pick) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frames, indices) of item `index`, where indices = pick(frame count) and frames are
+        the decoded frames at indices.flatten(); a video file is opened once for both."""
         record = self.records[index]
         if is_frame_folder(record):
-            return decode_frames(record.path, torch.arange(self.num_frames(index)), self.frame_template,
-                                 self.frame_start)
+            indices = pick(self.num_frames(index))
+            return decode_frames(record.path, indices.flatten(), self.frame_template, self.frame_start), indices
         decoder = open_video(record.path)
-        return read_frames(decoder, record.path, torch.arange(frame_count(decoder, record.path)))
+        indices = pick(frame_count(decoder, record.path))
+        return read_frames(decoder, record.path, indices.flatten()), indices
 
     def _load(self, index: int) -> torch.Tensor:
-        record = self.records[index]
-        if self._frames is not None:        # the same indices and frames as the uncached reads below
+        if self._frames is None:
+            frames, indices = self._read(index, self._indices)
+        else:                               # the same indices and frames as the uncached read
             if index not in self._frames:
-                self._frames[index] = self._decode_all(index)
+                self._frames[index], _ = self._read(index, torch.arange)
             video = self._frames[index]
             indices = self._indices(len(video))
             frames = video[indices.flatten()]
-        elif is_frame_folder(record):
-            indices = self._indices(self.num_frames(index))
-            frames = decode_frames(record.path, indices.flatten(), self.frame_template, self.frame_start)
-        else:                               # one decoder gives the length and the frames
-            decoder = open_video(record.path)
-            indices = self._indices(frame_count(decoder, record.path))
-            frames = read_frames(decoder, record.path, indices.flatten())
         clips = torch.stack([self.transform(c) for c in frames.view(len(indices), self.segments, *frames.shape[1:])])
         if self.three_crop:                                  # [clips, crops, T, ...] -> [clips*crops, T, ...]
             clips = clips.flatten(0, 1)
