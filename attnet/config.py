@@ -74,7 +74,7 @@ class OptimConfig:
     epochs: int = 18
     schedule: str = "cosine"            # cosine: lr(e) = 0.5 (1 + cos(pi e / E)) lr | constant
     clip_grad: float | None = None      # max gradient norm
-    amp: str = "bf16"                   # CUDA only: bf16 | fp16 | off
+    amp: str = "off"                    # autocast on CPU and CUDA: bf16 | fp16 (loss-scaled) | off
 
 
 @dataclass

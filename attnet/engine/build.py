@@ -1,7 +1,6 @@
-"""Config -> datasets, model, autocast: the pieces training and evaluation share."""
+"""Config -> datasets, model, optimizer: the pieces training and evaluation share."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -50,13 +49,6 @@ def build_model(cfg: Config, num_classes: int, device: torch.device, init: bool 
         print(f"initialised from {m.init_checkpoint}; freshly initialised: {', '.join(fresh) or 'nothing'}")
     memory_format = torch.channels_last if m.channels_last else torch.contiguous_format
     return model.to(device, memory_format=memory_format)
-
-
-def autocast(cfg: Config, device: torch.device):
-    """bf16 / fp16 autocast on CUDA (optim.amp); full precision on CPU."""
-    if device.type != "cuda" or cfg.optim.amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.optim.amp == "bf16" else torch.float16)
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -41,7 +41,7 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda" in state and len(state["cuda"]) == torch.cuda.device_count():   # not on another GPU count
         torch.cuda.set_rng_state_all(state["cuda"])
 
 

@@ -1,11 +1,14 @@
-"""torchrun / DistributedDataParallel plumbing; a single process is world size 1."""
+"""Collectives of torchrun / DistributedDataParallel runs; a single process is world size 1
+(attnet.engine.runtime starts the process group)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,32 +24,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"run.device={name!r} but CUDA is not available here; use run.device=cpu")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device(name)
-
-
-def setup(device_name: str = "auto", threads: int | None = None) -> DistInfo:
-    """Join the process group when launched by torchrun (RANK/WORLD_SIZE set): NCCL on
-    CUDA, gloo on CPU. `threads` caps torch's CPU threads (runs sharing a machine)."""
-    if threads:
-        torch.set_num_threads(threads)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
-    if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return DistInfo(rank=rank, world_size=world, device=device)
 
 
 def gather(obj, info: DistInfo) -> list:
@@ -65,6 +42,23 @@ def broadcast(obj, info: DistInfo):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def on_main(fn: Callable[[], T], info: DistInfo) -> T:
+    """fn() run by rank 0 alone, its result (or its exception) shared with every rank: for
+    decisions about files that rank 0 may be changing while the others would read them."""
+    if not info.enabled:
+        return fn()
+    outcome, error = None, None
+    if info.is_main:
+        try:
+            outcome = fn()
+        except Exception as err:           # re-raised on every rank, not left to hang the others
+            error = err
+    outcome, shared = broadcast((outcome, error), info)
+    if shared is not None:
+        raise error or shared              # rank 0 keeps its original traceback
+    return outcome
 
 
 def barrier(info: DistInfo) -> None:

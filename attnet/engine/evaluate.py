@@ -10,9 +10,8 @@ from torch.utils.data import Dataset
 from attnet.config import Config
 from attnet.data import build_loader
 
-from . import checkpoint, distributed
-from .build import autocast, build_datasets, build_model, dataset_root
-from .distributed import DistInfo
+from . import checkpoint, distributed, runtime
+from .build import build_datasets, build_model, dataset_root
 from .metrics import summarize
 from .progress import Progress
 
@@ -32,10 +31,10 @@ class _Indexed(Dataset):
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: DistInfo,
+def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: runtime.Runtime,
             desc: str = "eval") -> tuple[torch.Tensor, dict[str, torch.Tensor], list[int]]:
     """(labels [N], scores {"fused"|stream: [N, K]} averaged over clips, dataset indices),
-    over the whole dataset whatever the number of processes."""
+    over the whole dataset whatever the number of processes, under the runtime's autocast."""
     batch = cfg.data.eval_batch_size or max(1, cfg.data.batch_size // max(1, cfg.data.num_clips))
     loader = build_loader(_Indexed(dataset), batch, train=False, workers=cfg.data.workers,
                           distributed=info.enabled, drop_last=False)
@@ -46,7 +45,7 @@ def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: DistInf
         clips = clips.to(info.device, non_blocking=True)
         multi = clips.dim() == 6                      # [B, clips, T, 3, H, W]
         b, n = clips.shape[0], clips.shape[1] if multi else 1
-        with autocast(cfg, info.device):
+        with info.autocast():
             out = model(clips.flatten(0, 1) if multi else clips)
         scores = {"fused": out.logits, **out.stream_logits}
         scores = {k: v.float().view(b, n, -1).mean(1).cpu() for k, v in scores.items()}
@@ -80,7 +79,7 @@ def evaluate(cfg: Config, checkpoint_path: str | Path, subset: str = "test",
              scores_path: str | Path | None = None) -> dict:
     """Test a checkpoint: top-1 / top-5 (fused and per stream), mean class accuracy, confusion.
     Writes per-video scores to `scores_path` (csv or csv.gz) when given, from rank 0."""
-    info = distributed.setup(cfg.run.device, cfg.run.threads)
+    info = runtime.from_config(cfg)
     dataset = build_datasets(cfg, (subset,), dataset_root(cfg, info))[subset]
     model = build_model(cfg, len(dataset.classes), info.device, init=False)
     state = checkpoint.load(Path(checkpoint_path))

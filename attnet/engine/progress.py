@@ -4,8 +4,13 @@ from __future__ import annotations
 import sys
 import time
 
+import torch
+
 
 class Progress:
+    """Shows values every `every` steps only: they may be device tensors, and reading one
+    waits for the GPU, so they are read (.item()) when shown and never in between."""
+
     def __init__(self, total: int, desc: str, every: int = 20, enabled: bool = True) -> None:
         self.total, self.desc, self.every, self.enabled = total, desc, every, enabled
         self.start, self.step, self.clips = time.perf_counter(), 0, 0
@@ -14,15 +19,18 @@ class Progress:
             from tqdm import tqdm
             self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
-    def update(self, clips: int, **values: float) -> None:
+    def update(self, clips: int, **values: float | torch.Tensor) -> None:
         self.step += 1
         self.clips += clips
-        rate = self.clips / max(time.perf_counter() - self.start, 1e-9)
-        text = {k: f"{v:.3f}" for k, v in values.items()} | {"clips/s": f"{rate:.1f}"}
         if self.bar is not None:
-            self.bar.set_postfix(text, refresh=False)
             self.bar.update(1)
-        elif self.enabled and (self.step % self.every == 0 or self.step == self.total):
+        if not self.enabled or (self.step % self.every and self.step != self.total):
+            return
+        rate = self.clips / max(time.perf_counter() - self.start, 1e-9)
+        text = {k: f"{float(v):.3f}" for k, v in values.items()} | {"clips/s": f"{rate:.1f}"}
+        if self.bar is not None:
+            self.bar.set_postfix(text)
+        else:
             print(f"{self.desc} {self.step}/{self.total} " + " ".join(f"{k}={v}" for k, v in text.items()),
                   file=sys.stderr, flush=True)
 

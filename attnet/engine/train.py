@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import math
 import platform
-import random
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -21,8 +19,8 @@ from attnet.config import Config
 from attnet.data import build_loader
 from attnet.losses import GLKALoss
 
-from . import checkpoint, distributed
-from .build import autocast, build_datasets, build_model, build_optimizer, dataset_root
+from . import checkpoint, distributed, runtime
+from .build import build_datasets, build_model, build_optimizer, dataset_root
 from .distributed import DistInfo
 from .evaluate import predict, scores_frame
 from .metrics import summarize, topk_accuracy
@@ -35,12 +33,6 @@ class TrainingDiverged(RuntimeError):
 
 class RunExists(FileExistsError):
     """The run directory holds another run."""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def cosine(epochs: int):
@@ -56,11 +48,12 @@ def _git_commit() -> str | None:
         return None
 
 
-def _environment(device: torch.device) -> dict:
+def _environment(rt: runtime.Runtime) -> dict:
     import torchvision
     versions = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
+    device = rt.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    return {"git_commit": _git_commit(), "versions": versions, "device": name}
+    return {"git_commit": _git_commit(), "versions": versions, "device": name, "precision": rt.precision}
 
 
 def _summary(cfg: Config) -> dict:
@@ -87,18 +80,20 @@ def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
     return run_dir, False
 
 
-def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, info: DistInfo,
+def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, info: runtime.Runtime,
                     epoch: int, ckpt_dir: Path) -> dict:
-    """One pass over the training data; returns the epoch's mean loss parts and train accuracy."""
+    """One pass over the training data; returns the epoch's mean loss parts and train accuracy.
+    Loss parts and hit counts add up as device tensors, read once at the end of the epoch (and
+    the loss every run.log_every steps), so that a step does not wait for the GPU."""
     model.train()
-    totals: dict[str, float] = {}
-    correct: dict[str, int] = {}
+    names: list[str] = []                  # "loss", "loss_ce", ..., then the streams' accuracy keys
+    sums = None                            # [parts + streams] on the device: n-weighted losses, hits
     seen = 0
     progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.optim.epochs}", cfg.run.log_every, info.is_main)
     for step, (clips, labels) in enumerate(loader):
         clips = clips.to(info.device, non_blocking=True)
         labels = labels.to(info.device, non_blocking=True)
-        with autocast(cfg, info.device):
+        with info.autocast():
             out = model(clips)
         loss, parts = criterion(out, labels)   # in float32: the logits are upcast by the loss
         if not torch.isfinite(loss):
@@ -106,31 +101,25 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, in
             raise TrainingDiverged(f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); the last good "
                                    f"checkpoint is {ckpt_dir / 'last.pt'}; lower optim.lr or set optim.clip_grad")
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.optim.clip_grad:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
-        scaler.step(optimizer)
-        scaler.update()
+        runtime.backward_step(loss, optimizer, scaler, cfg.optim.clip_grad)
         n = labels.shape[0]
         seen += n
-        for k, v in {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}.items():
-            totals[k] = totals.get(k, 0.0) + v.item() * n
         with torch.no_grad():
-            for name, logits in {"fused": out.logits, **out.stream_logits}.items():
-                correct[name] = correct.get(name, 0) + int(logits.argmax(1).eq(labels).sum())
-        progress.update(n, loss=loss.item())
+            logits = {"fused": out.logits, **out.stream_logits}
+            row = torch.cat([torch.stack([loss, *parts.values()]).double() * n,
+                             torch.stack([z.argmax(1).eq(labels).sum() for z in logits.values()]).double()])
+        if sums is None:
+            names = ["loss", *(f"loss_{k}" for k in parts)] + \
+                    [("train_top1" if s == "fused" else f"train_{s}_top1") for s in logits]
+            sums = torch.zeros_like(row)
+        sums += row
+        progress.update(n, loss=loss.detach())
     clips_per_s = progress.close() * info.world_size
-    stats = torch.tensor([seen, *totals.values(), *correct.values()], dtype=torch.float64)
+    stats = torch.cat([torch.tensor([seen], dtype=torch.float64, device=info.device), sums])
     if info.enabled:                                   # sum over processes
-        stats = stats.to(info.device)
         torch.distributed.all_reduce(stats)
-        stats = stats.cpu()
-    seen_all = stats[0].item()
-    row = {k: stats[1 + i].item() / seen_all for i, k in enumerate(totals)}
-    for i, name in enumerate(correct):
-        key = "train_top1" if name == "fused" else f"train_{name}_top1"
-        row[key] = 100.0 * stats[1 + len(totals) + i].item() / seen_all
+    seen_all, *totals = stats.tolist()
+    row = {k: v / seen_all * (100.0 if k.startswith("train_") else 1.0) for k, v in zip(names, totals)}
     row["clips_per_s"] = clips_per_s
     return row
 
@@ -138,8 +127,9 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, in
 def fit(cfg: Config) -> Path:
     """Train, validate and test one configuration; returns the run directory."""
     started = time.perf_counter()
-    info = distributed.setup(cfg.run.device, cfg.run.threads)
-    run_dir, finished = _prepare_run_dir(cfg, info)
+    info = runtime.from_config(cfg)
+    # rank 0 alone looks at the run directory (it may be deleting it) and tells the others
+    run_dir, finished = distributed.on_main(lambda: _prepare_run_dir(cfg, DistInfo()), info)
     if finished:
         if info.is_main:
             print(f"{run_dir}: finished earlier (final.json present); nothing to do")
@@ -148,9 +138,7 @@ def fit(cfg: Config) -> Path:
     if info.is_main and not (run_dir / "config.yaml").is_file():
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    seed_everything(cfg.run.seed)
-    if info.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    info.seed_model()                      # the same initial weights on every rank
     root = dataset_root(cfg, info)
     data = build_datasets(cfg, ("train", "val"), root)
     classes = data["train"].classes
@@ -166,7 +154,7 @@ def fit(cfg: Config) -> Path:
     optimizer = build_optimizer(cfg, model)
     schedule = cosine(cfg.optim.epochs) if cfg.optim.schedule == "cosine" else (lambda e: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    scaler = torch.amp.GradScaler("cuda", enabled=info.device.type == "cuda" and cfg.optim.amp == "fp16")
+    scaler = info.grad_scaler()            # fp16 only; a run may resume under another optim.amp
 
     start_epoch, best_top1, rows = 0, -1.0, []
     if cfg.run.resume and (ckpt_dir / "last.pt").is_file():
@@ -174,7 +162,8 @@ def fit(cfg: Config) -> Path:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
         start_epoch, best_top1 = state["epoch"] + 1, state["best_top1"]
         rows = pd.read_csv(run_dir / "metrics.csv").to_dict("records")[:start_epoch]
@@ -183,7 +172,7 @@ def fit(cfg: Config) -> Path:
 
     for epoch in range(start_epoch, cfg.optim.epochs):
         tic = time.perf_counter()
-        train_loader.generator.manual_seed(cfg.run.seed * 100_003 + epoch)   # this epoch's order and worker seeds
+        train_loader.generator.manual_seed(info.seed_epoch(epoch))   # this rank's epoch: order, worker seeds, dropout
         if info.enabled:
             train_loader.sampler.set_epoch(epoch)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
@@ -202,9 +191,9 @@ def fit(cfg: Config) -> Path:
         best_top1 = max(best_top1, row.get("val_top1", -1.0))
         if info.is_main:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                     "scheduler": scheduler.state_dict(), "epoch": epoch,
                      "best_top1": best_top1, "rng": checkpoint.rng_state(), "config": cfg.to_dict(),
-                     "classes": classes}
+                     "classes": classes} | ({"scaler": scaler.state_dict()} if scaler is not None else {})
             if improved:
                 checkpoint.save_atomic(state, ckpt_dir / "best.pt")
             checkpoint.save_atomic(state, ckpt_dir / "last.pt")
@@ -223,7 +212,7 @@ def fit(cfg: Config) -> Path:
         final = {"run": cfg.run_name, "preset": cfg.preset, "test": metrics, "classes": classes,
                  "best_val_top1": best_top1, "epochs": cfg.optim.epochs, "config": _summary(cfg),
                  "wall_time_s": time.perf_counter() - started, "world_size": info.world_size,
-                 **_environment(info.device)}
+                 **_environment(info)}
         tmp = run_dir / "final.json.tmp"
         tmp.write_text(json.dumps(final, indent=1))
         tmp.replace(run_dir / "final.json")

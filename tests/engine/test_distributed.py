@@ -80,14 +80,3 @@ def test_ddp_ranks_agree_and_distributed_eval_equals_single_process(odd_cfg, tmp
     assert len(ddp) == 4 * 9 and list(ddp["video"]) == list(one["video"])
     score_columns = [c for c in one.columns if c.startswith("s") and c[1:].isdigit()]
     assert ddp[score_columns].to_numpy() == pytest.approx(one[score_columns].to_numpy(), abs=1e-5)
-
-
-def test_setup_caps_torch_threads():
-    before = torch.get_num_threads()
-    try:
-        distributed.setup("cpu", threads=1)
-        assert torch.get_num_threads() == 1
-        distributed.setup("cpu")                  # None leaves the count alone
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)

@@ -1,0 +1,149 @@
+"""The one runtime of training, evaluation, the benchmarks and the notebooks: device, process
+group, seeds, precision (autocast and GradScaler) and cudnn settings.
+
+    rt = runtime.from_config(cfg)            # or runtime.start("auto", amp="bf16")
+    rt.seed_model(); model = build_model(cfg, k, rt.device)
+    rt.seed_epoch(epoch)                     # this rank's data order, offsets, crops, dropout
+    with rt.autocast(): out = model(clips)
+
+Under torchrun every rank gets the GPU of its LOCAL_RANK; one process honours run.device.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from attnet.config import Config
+
+from .distributed import DistInfo
+
+PRECISION = {"bf16": "bf16", "fp16": "fp16", "off": "fp32"}   # optim.amp -> what final.json records
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch (every device) from one seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def stream_seed(seed: int, rank: int, epoch: int) -> int:
+    """A 32-bit seed for (run seed, rank, epoch), decorrelated by NumPy's SeedSequence rather than
+    summed, so that no (rank, epoch) pair replays another's stream."""
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
+
+
+@dataclass
+class Runtime(DistInfo):
+    """DistInfo (rank, world size, device) plus the precision and seed every phase shares."""
+    amp: str = "off"            # optim.amp: bf16 | fp16 | off
+    seed: int = 0
+
+    @property
+    def precision(self) -> str:
+        return PRECISION[self.amp]
+
+    def autocast(self) -> torch.autocast:
+        """bf16 / fp16 autocast on this device, CPU included; a no-op for amp=off."""
+        dtype = AMP_DTYPES[self.amp]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """A loss scaler for fp16 only (bf16 has float32's range and needs none)."""
+        return torch.amp.GradScaler(self.device.type) if self.amp == "fp16" else None
+
+    def seed_model(self) -> None:
+        """The run seed on every rank: each builds the same initial weights."""
+        seed_everything(self.seed)
+
+    def seed_epoch(self, epoch: int) -> int:
+        """Reseed the global RNGs for this rank and epoch (frame offsets, crops and dropout differ
+        between ranks and do not depend on earlier epochs, so a resumed run repeats them); returns
+        the seed, for the loader's generator (worker seeds)."""
+        seed = stream_seed(self.seed, self.rank, epoch)
+        seed_everything(seed)
+        return seed
+
+
+def _torchrun_env() -> tuple[int, int, int] | None:
+    """(rank, local rank, world size) when launched by torchrun (or an equivalent launcher)."""
+    if "LOCAL_RANK" not in os.environ:
+        return None
+    local = int(os.environ["LOCAL_RANK"])
+    return int(os.environ.get("RANK", local)), local, int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """The device of run.device=`name` (auto | cpu | cuda | cuda:N). Under torchrun
+    (`local_rank` given) a CUDA rank always takes GPU `local_rank`: an explicit cuda:N would
+    put every rank on one GPU, so it is overridden there."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not name.startswith("cuda"):
+        return torch.device(name)
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"run.device={name}, but CUDA is not available here; use run.device=cpu or auto")
+    count = torch.cuda.device_count()
+    if local_rank is not None:
+        index, where = local_rank, f"LOCAL_RANK={local_rank} (torchrun)"
+        if name not in ("cuda", f"cuda:{local_rank}") and local_rank == 0:
+            print(f"run.device={name} ignored under torchrun: each rank uses cuda:<LOCAL_RANK>", flush=True)
+    else:
+        index, where = torch.device(name).index or 0, f"run.device={name}"
+    if index >= count:
+        raise RuntimeError(f"{where} needs GPU {index}, but {count} GPU(s) are visible; "
+                           f"start at most {count} processes per node or check CUDA_VISIBLE_DEVICES")
+    return torch.device("cuda", index)
+
+
+def start(device: str = "auto", amp: str = "off", threads: int | None = None, seed: int = 0) -> Runtime:
+    """Resolve the device, join the process group under torchrun (NCCL on CUDA, gloo on CPU)
+    and set the device's global switches. `threads` caps torch's CPU threads (runs sharing a
+    machine)."""
+    if amp not in PRECISION:
+        raise ValueError(f"optim.amp={amp!r}: use one of {', '.join(PRECISION)}")
+    if threads:
+        torch.set_num_threads(threads)
+    launched = _torchrun_env()
+    rank, local_rank, world = launched or (0, None, 1)
+    where = resolve_device(device, local_rank)
+    if where.type == "cuda":
+        torch.cuda.set_device(where)
+        torch.backends.cudnn.benchmark = True        # fixed clip shapes: autotuned kernels pay off
+        if amp == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+            raise RuntimeError(f"optim.amp=bf16, but {torch.cuda.get_device_name(where)} has no bfloat16 "
+                               "units; use optim.amp=fp16 (loss-scaled) or off")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if where.type == "cuda" else "gloo",
+                                device_id=where if where.type == "cuda" else None)
+    if dist.is_initialized():
+        rank = dist.get_rank()
+    return Runtime(rank=rank, world_size=world, device=where, amp=amp, seed=seed)
+
+
+def from_config(cfg: Config) -> Runtime:
+    """The runtime of run.device, optim.amp, run.threads and run.seed."""
+    return start(cfg.run.device, cfg.optim.amp, cfg.run.threads, cfg.run.seed)
+
+
+def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  scaler: torch.amp.GradScaler | None = None, clip_grad: float | None = None) -> None:
+    """Backward and optimizer step, through the fp16 loss scaler when there is one; gradients
+    are unscaled before clipping so that `clip_grad` is a true norm."""
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    if clip_grad:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, clip_grad)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()

@@ -1,0 +1,140 @@
+"""The runtime: device per torchrun rank (GPUs mocked), precision, scaler, seeds, the step."""
+import pytest
+import torch
+
+from attnet.config import load_config
+from attnet.engine import runtime
+from attnet.engine.runtime import Runtime, resolve_device
+
+
+@pytest.fixture(autouse=True)
+def no_launcher(monkeypatch):
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend `n` CUDA devices exist; returns the list of devices passed to set_device."""
+    chosen = []
+
+    def make(n: int, bf16: bool = True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+        monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+        monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+        return chosen
+    return make
+
+
+def test_device_without_torchrun(gpus):
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(RuntimeError, match="run.device=cuda, but CUDA is not available"):
+            resolve_device("cuda")
+    gpus(2)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)            # honoured in one process
+    with pytest.raises(RuntimeError, match=r"run.device=cuda:2 needs GPU 2, but 2 GPU\(s\) are visible"):
+        resolve_device("cuda:2")
+
+
+def test_device_under_torchrun_is_the_local_rank_gpu(gpus, capsys):
+    gpus(4)
+    assert resolve_device("auto", local_rank=3) == torch.device("cuda", 3)
+    assert resolve_device("cuda", local_rank=2) == torch.device("cuda", 2)
+    assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 1)   # not every rank on GPU 0
+    assert resolve_device("cpu", local_rank=1) == torch.device("cpu")
+    resolve_device("cuda:2", local_rank=0)
+    assert "run.device=cuda:2 ignored under torchrun" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match=r"LOCAL_RANK=4 \(torchrun\) needs GPU 4, but 4 GPU\(s\)"):
+        resolve_device("auto", local_rank=4)
+
+
+def test_start_reads_the_launcher_and_sets_the_gpu(gpus, monkeypatch):
+    chosen = gpus(2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "1")          # a world of one: no process group to join
+    rt = runtime.start("cuda:0", amp="fp16", seed=5)
+    assert (rt.device, rt.rank, rt.world_size, rt.precision, rt.seed) == (torch.device("cuda", 1), 1, 1, "fp16", 5)
+    assert chosen == [torch.device("cuda", 1)] and torch.backends.cudnn.benchmark
+
+
+def test_bf16_on_a_gpu_without_it_is_a_clear_error(gpus):
+    gpus(1, bf16=False)
+    with pytest.raises(RuntimeError, match="optim.amp=bf16, but Tesla V100 has no bfloat16 units; use optim.amp=fp16"):
+        runtime.start("cuda", amp="bf16")
+    assert runtime.start("cuda", amp="fp16").precision == "fp16"
+
+
+def test_from_config_and_thread_cap(smoke_cfg):
+    before = torch.get_num_threads()
+    try:
+        rt = runtime.from_config(smoke_cfg("run.device=cpu", "optim.amp=bf16", "run.threads=1", "run.seed=7"))
+        assert (rt.device, rt.amp, rt.seed, rt.world_size) == (torch.device("cpu"), "bf16", 7, 1)
+        assert torch.get_num_threads() == 1
+        runtime.start("cpu")                     # threads=None leaves the count alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="optim.amp='fp8'"):
+        runtime.start("cpu", amp="fp8")
+
+
+@pytest.mark.parametrize("amp, dtype, precision", [("bf16", torch.bfloat16, "bf16"), ("fp16", torch.float16, "fp16"),
+                                                    ("off", torch.float32, "fp32")])
+def test_autocast_on_cpu_and_scaler_only_for_fp16(amp, dtype, precision):
+    rt = Runtime(amp=amp)
+    layer = torch.nn.Linear(4, 3)
+    with rt.autocast():
+        assert layer(torch.randn(2, 4)).dtype == dtype
+    assert layer(torch.randn(2, 4)).dtype == torch.float32                # only inside the context
+    assert rt.precision == precision
+    scaler = rt.grad_scaler()
+    assert (scaler is not None) == (amp == "fp16")
+    if scaler is not None:
+        assert scaler.is_enabled() and scaler.get_scale() == 2.0 ** 16
+
+
+def test_same_initial_weights_different_streams_per_rank():
+    def built(rank):
+        Runtime(rank=rank, world_size=2, seed=3).seed_model()
+        return torch.nn.Linear(5, 5).weight
+
+    assert torch.equal(built(0), built(1))
+
+    def draws(rank, epoch):
+        seed = Runtime(rank=rank, world_size=2, seed=3).seed_epoch(epoch)
+        return seed, torch.rand(4)
+
+    (s00, a), (s00_again, b), (s10, c), (s01, d) = draws(0, 0), draws(0, 0), draws(1, 0), draws(0, 1)
+    assert s00 == s00_again and torch.equal(a, b)                         # a resumed epoch repeats
+    assert len({s00, s10, s01}) == 3 and not torch.equal(a, c) and not torch.equal(a, d)
+    assert draws(1, 0)[0] != draws(0, 1)[0] and draws(3, 0)[0] != draws(0, 3)[0]   # seed + rank + epoch would collide
+    assert draws(0, 0)[0] != Runtime(seed=4).seed_epoch(0)
+
+
+def _sgd_step(clip_grad, scaler):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    before = layer.weight.detach().clone()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    loss = (layer(torch.ones(4, 3)) * 10).sum()      # d loss / d weight = 40 everywhere, bias 40
+    runtime.backward_step(loss, optimizer, scaler, clip_grad)
+    return torch.cat([(layer.weight - before).flatten(), layer.bias.grad.flatten()])
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_backward_step_clips_the_unscaled_gradient(scaled):
+    scaler = torch.amp.GradScaler("cpu") if scaled else None
+    step = _sgd_step(None, scaler)
+    assert torch.allclose(step[:6], torch.full((6,), -40.0))               # lr 1: the weight moves by -grad
+    clipped = _sgd_step(0.5, torch.amp.GradScaler("cpu") if scaled else None)
+    # all 8 gradients are 40, norm 40 * sqrt(8); clipped to total norm 0.5
+    assert torch.allclose(clipped[:6], torch.full((6,), -0.5 / 8 ** 0.5), rtol=1e-4)
+    assert torch.allclose(clipped[6:].norm() ** 2 + clipped[:6].norm() ** 2, torch.tensor(0.25), rtol=1e-4)
