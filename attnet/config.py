@@ -158,6 +158,8 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             pass
     if hint is dict and isinstance(value, dict):
         return value
+    if hint is str and isinstance(value, bool):        # YAML 1.1 reads an unquoted off / on as a boolean
+        return "on" if value else "off"
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
     return value

@@ -25,6 +25,7 @@ def test_overrides_are_typed_and_applied():
     assert cfg.run_name == "x" and cfg.model.pretrained is None
     assert load_config("synthetic", ["model.streams=la", "model.ga_reg=false"]).run_name == \
         "synthetic_la_sru_noga_seed0"
+    assert load_config("synthetic", ["optim.amp=off"]).optim.amp == "off"      # YAML 1.1 reads off as false
 
 
 @pytest.mark.parametrize("override, message", [

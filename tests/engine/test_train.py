@@ -1,5 +1,6 @@
 """fit / evaluate on the synthetic-smoke preset: repeatability, resume, divergence, transfer."""
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -94,3 +95,60 @@ def test_evaluate_a_checkpoint_matches_the_run(smoke_cfg):
     final = json.loads((run / "final.json").read_text())["test"]
     assert metrics == final
     assert (run / "again.csv").is_file()
+
+
+def _conv_dtypes():
+    """The output dtypes of every Conv2d forward until handle.remove() (what autocast decides)."""
+    seen = set()
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.add(out.dtype) if isinstance(module, torch.nn.Conv2d) else None)
+    return seen, handle
+
+
+def _cut_after_first_epoch(monkeypatch):
+    original = train_module.train_one_epoch
+
+    def cut(*args, **kwargs):
+        if args[7] == 1:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+    monkeypatch.setattr(train_module, "train_one_epoch", cut)
+    return original
+
+
+# model.temporal=mean: the SRU runs its own kernels in the parameters' float32 and fails under
+# autocast until the models keep it in float32; the convolutions and heads still autocast.
+@pytest.mark.parametrize("amp, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_amp_on_cpu_trains_in_that_dtype_and_records_it(smoke_cfg, amp, dtype):
+    seen, handle = _conv_dtypes()
+    try:
+        run = fit(smoke_cfg(f"run.name={amp}", "optim.epochs=1", "model.temporal=mean", f"optim.amp={amp}"))
+    finally:
+        handle.remove()
+    assert seen == {dtype}                                   # training, validation and test all autocast
+    final = json.loads((run / "final.json").read_text())
+    assert final["precision"] == amp
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ("scaler" in state) == (amp == "fp16")           # only fp16 has a loss scaler
+    if amp == "fp16":                                       # an enabled scaler (a disabled one saves {})
+        scale = state["scaler"]["scale"]                    # 2^16, halved at each overflowing step
+        assert scale <= 2.0 ** 16 and math.log2(scale).is_integer()
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("first, then, precision", [("bf16", "fp16", "fp16"), ("fp16", "off", "fp32")])
+def test_resume_under_another_amp(smoke_cfg, monkeypatch, first, then, precision):
+    original = _cut_after_first_epoch(monkeypatch)
+    common = ["run.name=switch", "optim.epochs=2", "model.temporal=mean"]
+    with pytest.raises(KeyboardInterrupt):
+        fit(smoke_cfg(*common, f"optim.amp={first}"))
+    run = smoke_cfg().run.out_dir + "/switch"
+    state = torch.load(f"{run}/checkpoints/last.pt", weights_only=True)
+    assert state["epoch"] == 0 and ("scaler" in state) == (first == "fp16")
+    monkeypatch.setattr(train_module, "train_one_epoch", original)
+    fit(smoke_cfg(*common, f"optim.amp={then}", "run.resume=true"))
+    final = json.loads(open(f"{run}/final.json").read())
+    assert final["precision"] == precision
+    assert list(pd.read_csv(f"{run}/metrics.csv")["epoch"]) == [1, 2]
+    state = torch.load(f"{run}/checkpoints/last.pt", weights_only=True)
+    assert state["epoch"] == 1 and ("scaler" in state) == (then == "fp16")
