@@ -1,5 +1,7 @@
-"""Two gloo processes on CPU: identical weights after DDP steps, and a distributed evaluation
-that equals the single-process one (odd test set: the sampler pads, nothing is counted twice)."""
+"""Two gloo processes on CPU: the same initial weights but each rank its own frame offsets and
+crops, identical weights after DDP steps, a distributed evaluation that equals the single-process
+one (odd test set: the sampler pads, nothing is counted twice), rank 0's decisions shared."""
+import hashlib
 import json
 import os
 import socket
@@ -10,7 +12,8 @@ import torch
 import torch.multiprocessing as mp
 
 from attnet.config import load_config
-from attnet.engine import distributed, evaluate, fit
+from attnet.data import datasets
+from attnet.engine import RunExists, distributed, evaluate, fit, runtime
 
 
 def _free_port() -> int:
@@ -27,14 +30,18 @@ def _worker(rank: int, world: int, port: int, overrides: list, out: str, task: s
     try:
         if task == "train":
             from attnet.engine import train as train_module
+            draws = _record_draws(train_module)
             real = train_module.train_one_epoch
 
             def keep(net, *args, **kwargs):        # each rank's weights right after its last step
+                draws["epoch"] = args[6]
                 row = real(net, *args, **kwargs)
                 torch.save(net.module.state_dict(), f"{out}/rank{rank}.pt")
                 return row
             train_module.train_one_epoch = keep
             fit(cfg)
+            with open(f"{out}/draws{rank}.json", "w") as f:
+                json.dump(draws, f)
         else:
             metrics = evaluate(cfg, f"{out}/ckpt.pt", scores_path=f"{out}/scores_ddp.csv")
             with open(f"{out}/metrics{rank}.json", "w") as f:
@@ -43,10 +50,38 @@ def _worker(rank: int, world: int, port: int, overrides: list, out: str, task: s
         torch.distributed.destroy_process_group()
 
 
+def _record_draws(train_module) -> dict:
+    """Patch this process to note the hash of the model as built (before DDP broadcasts rank 0's
+    weights) and, per epoch, the TSN frame indices and crop offsets its training items draw."""
+    from torchvision.transforms import v2
+    draws = {"epoch": None, "init": None, "indices": [], "crops": []}
+    build, sample, crop = train_module.build_model, datasets.train_indices, v2.RandomCrop.make_params
+
+    def built(*args, **kwargs):
+        model = build(*args, **kwargs)
+        digest = hashlib.sha256()
+        for value in model.state_dict().values():
+            digest.update(value.cpu().contiguous().numpy().tobytes())
+        draws["init"] = digest.hexdigest()
+        return model
+
+    def sampled(*args, **kwargs):
+        indices = sample(*args, **kwargs)
+        draws["indices"].append([draws["epoch"], indices.tolist()])
+        return indices
+
+    def cropped(self, flat_inputs):
+        params = crop(self, flat_inputs)
+        draws["crops"].append([draws["epoch"], params["top"], params["left"]])
+        return params
+    train_module.build_model, datasets.train_indices, v2.RandomCrop.make_params = built, sampled, cropped
+    return draws
+
+
 @pytest.fixture
 def odd_cfg(smoke_data, tmp_path):
     data = tmp_path / "odd"
-    return [f"data.root={data}", f"run.out_dir={tmp_path / 'runs'}", "run.name=ddp", "optim.epochs=2", "data.batch_size=2",
+    return [f"data.root={data}", f"run.out_dir={tmp_path / 'runs'}", "run.name=ddp", "optim.epochs=2", "data.batch_size=2", "data.size=56",
             "data.synthetic={num_classes: 3, frames: 12, size: 64, videos_per_class: {train: 4, val: 1, test: 3}}"]
 
 
@@ -64,6 +99,14 @@ def test_ddp_ranks_agree_and_distributed_eval_equals_single_process(odd_cfg, tmp
     for key in (k for k in r0 if "running_" not in k and "num_batches" not in k):
         assert torch.equal(r0[key], r1[key]), key
         assert torch.equal(r0[key], initial[key]), key        # rank 0 saved the weights both hold
+    d0, d1 = (json.loads(open(f"{out}/draws{rank}.json").read()) for rank in (0, 1))
+    assert d0["init"] == d1["init"]                          # the model seed is the run seed on every rank
+    for kind in ("indices", "crops"):                        # 2 epochs x 6 items per rank (12 videos / 2)
+        assert len(d0[kind]) == len(d1[kind]) == 12
+        for epoch in (0, 1):
+            mine, theirs = ([d[1:] for d in draws[kind] if d[0] == epoch] for draws in (d0, d1))
+            assert mine != theirs, (kind, epoch)             # each rank its own offsets and crops
+    assert [d[1:] for d in d0["indices"] if d[0] == 0] != [d[1:] for d in d0["indices"] if d[0] == 1]
     final = json.loads((tmp_path / "runs" / "ddp" / "final.json").read_text())
     assert final["world_size"] == 2 and final["test"]["num_videos"] == 9
 
@@ -80,3 +123,28 @@ def test_ddp_ranks_agree_and_distributed_eval_equals_single_process(odd_cfg, tmp
     assert len(ddp) == 4 * 9 and list(ddp["video"]) == list(one["video"])
     score_columns = [c for c in one.columns if c.startswith("s") and c[1:].isdigit()]
     assert ddp[score_columns].to_numpy() == pytest.approx(one[score_columns].to_numpy(), abs=1e-5)
+
+
+def _decide(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    rt = runtime.start("cpu", threads=1)
+    try:
+        def refuse():
+            open(f"{out}/asked{rank}", "w").close()
+            raise RunExists(f"run of rank {rank} exists")
+        try:
+            distributed.on_main(refuse, rt)
+        except RunExists as err:
+            open(f"{out}/error{rank}", "w").write(str(err))
+        open(f"{out}/value{rank}", "w").write(distributed.on_main(lambda: f"rank {rank} decided", rt))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_rank0_decides_and_its_error_reaches_every_rank(tmp_path):
+    mp.spawn(_decide, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert sorted(p.name for p in tmp_path.glob("asked*")) == ["asked0"]      # rank 1 never looked
+    for rank in (0, 1):
+        assert (tmp_path / f"error{rank}").read_text() == "run of rank 0 exists"
+        assert (tmp_path / f"value{rank}").read_text() == "rank 0 decided"
