@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from attnet.engine import runtime
 from attnet.losses import GLKALoss, ga_regularization
 from attnet.models import BACKBONES, GLKANet
 
@@ -37,10 +38,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as run.device)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="autocast dtype (CUDA)")
+    p.add_argument("--amp", choices=list(runtime.PRECISION), default="off",
+                   help="autocast dtype, CPU or CUDA (as optim.amp; fp16 steps through a GradScaler)")
     p.add_argument("--compare-authors", metavar="PATH", default=None,
                    help="checkout of ZhenxingZheng/attention-network to time beside ours")
     return p.parse_args(argv)
@@ -65,13 +67,16 @@ def timed(step: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def our_step(model, x, y, optimizer, criterion, amp_dtype, device) -> Callable[[], None]:
+def our_step(model, x, y, optimizer, criterion, rt: runtime.Runtime) -> Callable[[], None]:
+    """The trainer's step: the runtime's autocast, the loss outside it, the fp16 scaler."""
+    scaler = rt.grad_scaler()
+
     def step() -> None:
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss, _ = criterion(model(x), y)
+        with rt.autocast():
+            out = model(x)
+        loss, _ = criterion(out, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        runtime.backward_step(loss, optimizer, scaler)
     return step
 
 
@@ -109,22 +114,17 @@ def authors_step(net, x, y, optimizer) -> Callable[[], None]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+    rt = runtime.start(args.device, args.amp, args.threads)    # device, cudnn, autocast as in training
+    device = rt.device
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
 
-    torch.manual_seed(0)
+    rt.seed_model()
     model = GLKANet(args.classes, backbone=args.backbone, hidden_size=args.hidden).to(device, memory_format=memory_format)
     runner = torch.compile(model) if args.compile else model
     x = torch.randn(args.batch, args.segments, 3, args.size, args.size, device=device)
     y = torch.randint(0, args.classes, (args.batch,), device=device)
     sgd = dict(lr=1e-3, momentum=0.9, weight_decay=1e-5)
-    ours = our_step(runner, x, y, torch.optim.SGD(model.parameters(), **sgd), GLKALoss(), amp_dtype, device)
+    ours = our_step(runner, x, y, torch.optim.SGD(model.parameters(), **sgd), GLKALoss(), rt)
     steps = {"attnet": ours}
     if args.compare_authors:
         theirs = authors_model(args.compare_authors, args.backbone, args.segments, args.hidden).to(device)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"config: {args.backbone}, T={args.segments}, {args.size}px, batch {args.batch}, K={args.classes}, "
-          f"channels_last={args.channels_last}, compile={args.compile}, amp={args.amp}")
+          f"channels_last={args.channels_last}, compile={args.compile}, precision={rt.precision}")
     times: dict[str, list[float]] = {name: [] for name in steps}
     for name, step in steps.items():
         timed(step, device)                       # warm-up (allocations, compile, cudnn autotune)
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"speed-up of attnet over the authors' release: {ratio:.2f}x")
 
     model.eval()
-    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+    with torch.no_grad(), rt.autocast():
         timed(lambda: runner(x), device)
         infer = [timed(lambda: runner(x), device) for _ in range(args.steps)]
     med = statistics.median(infer)
