@@ -42,12 +42,30 @@ def _worker(rank: int, world: int, port: int, overrides: list, out: str, task: s
             fit(cfg)
             with open(f"{out}/draws{rank}.json", "w") as f:
                 json.dump(draws, f)
+            try:
+                fit(cfg)                           # the run exists: rank 0 says so to both
+            except RunExists as err:
+                open(f"{out}/exists{rank}", "w").write(str(err))
         else:
+            _decide(rank, out, runtime.from_config(cfg))
             metrics = evaluate(cfg, f"{out}/ckpt.pt", scores_path=f"{out}/scores_ddp.csv")
             with open(f"{out}/metrics{rank}.json", "w") as f:
                 json.dump(metrics, f)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def _decide(rank: int, out: str, rt) -> None:
+    """distributed.on_main with a rank-dependent fn: only rank 0 runs it, every rank gets its
+    outcome (an exception too)."""
+    def refuse():
+        open(f"{out}/asked{rank}", "w").close()
+        raise RunExists(f"run of rank {rank} exists")
+    try:
+        distributed.on_main(refuse, rt)
+    except RunExists as err:
+        open(f"{out}/error{rank}", "w").write(str(err))
+    open(f"{out}/value{rank}", "w").write(distributed.on_main(lambda: f"rank {rank} decided", rt))
 
 
 def _record_draws(train_module) -> dict:
@@ -85,7 +103,7 @@ def odd_cfg(smoke_data, tmp_path):
             "data.synthetic={num_classes: 3, frames: 12, size: 64, videos_per_class: {train: 4, val: 1, test: 3}}"]
 
 
-def test_ddp_ranks_agree_and_distributed_eval_equals_single_process(odd_cfg, tmp_path):
+def test_ddp_ranks_agree_rank0_decides_and_distributed_eval_equals_single_process(odd_cfg, tmp_path):
     out = str(tmp_path)
     load_config("synthetic-smoke", odd_cfg)
     from attnet.data import synthetic
@@ -107,6 +125,8 @@ def test_ddp_ranks_agree_and_distributed_eval_equals_single_process(odd_cfg, tmp
             mine, theirs = ([d[1:] for d in draws[kind] if d[0] == epoch] for draws in (d0, d1))
             assert mine != theirs, (kind, epoch)             # each rank its own offsets and crops
     assert [d[1:] for d in d0["indices"] if d[0] == 0] != [d[1:] for d in d0["indices"] if d[0] == 1]
+    for rank in (0, 1):
+        assert "a run of this name exists" in (tmp_path / f"exists{rank}").read_text()
     final = json.loads((tmp_path / "runs" / "ddp" / "final.json").read_text())
     assert final["world_size"] == 2 and final["test"]["num_videos"] == 9
 
@@ -119,32 +139,11 @@ def test_ddp_ranks_agree_and_distributed_eval_equals_single_process(odd_cfg, tmp
         assert both["confusion"] == single["confusion"]
         assert {k: v for k, v in both.items() if k != "confusion"} == \
             pytest.approx({k: v for k, v in single.items() if k != "confusion"})
-    ddp, one = pd.read_csv(f"{out}/scores_ddp.csv"), pd.read_csv(f"{out}/scores_one.csv")
-    assert len(ddp) == 4 * 9 and list(ddp["video"]) == list(one["video"])
-    score_columns = [c for c in one.columns if c.startswith("s") and c[1:].isdigit()]
-    assert ddp[score_columns].to_numpy() == pytest.approx(one[score_columns].to_numpy(), abs=1e-5)
-
-
-def _decide(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    rt = runtime.start("cpu", threads=1)
-    try:
-        def refuse():
-            open(f"{out}/asked{rank}", "w").close()
-            raise RunExists(f"run of rank {rank} exists")
-        try:
-            distributed.on_main(refuse, rt)
-        except RunExists as err:
-            open(f"{out}/error{rank}", "w").write(str(err))
-        open(f"{out}/value{rank}", "w").write(distributed.on_main(lambda: f"rank {rank} decided", rt))
-    finally:
-        torch.distributed.destroy_process_group()
-
-
-def test_rank0_decides_and_its_error_reaches_every_rank(tmp_path):
-    mp.spawn(_decide, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     assert sorted(p.name for p in tmp_path.glob("asked*")) == ["asked0"]      # rank 1 never looked
     for rank in (0, 1):
         assert (tmp_path / f"error{rank}").read_text() == "run of rank 0 exists"
         assert (tmp_path / f"value{rank}").read_text() == "rank 0 decided"
+    ddp, one = pd.read_csv(f"{out}/scores_ddp.csv"), pd.read_csv(f"{out}/scores_one.csv")
+    assert len(ddp) == 4 * 9 and list(ddp["video"]) == list(one["video"])
+    score_columns = [c for c in one.columns if c.startswith("s") and c[1:].isdigit()]
+    assert ddp[score_columns].to_numpy() == pytest.approx(one[score_columns].to_numpy(), abs=1e-5)
