@@ -91,14 +91,14 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         raise RuntimeError(f"run.device={name}, but CUDA is not available here; use run.device=cpu or auto")
     count = torch.cuda.device_count()
     if local_rank is not None:
-        index, where = local_rank, f"LOCAL_RANK={local_rank} (torchrun)"
-        if name not in ("cuda", f"cuda:{local_rank}") and local_rank == 0:
+        index, where, fix = local_rank, f"LOCAL_RANK={local_rank} (torchrun)", f"start at most {count} per node"
+        if name != "cuda" and local_rank == 0:     # said once per node
             print(f"run.device={name} ignored under torchrun: each rank uses cuda:<LOCAL_RANK>", flush=True)
     else:
-        index, where = torch.device(name).index or 0, f"run.device={name}"
+        index, where, fix = torch.device(name).index or 0, f"run.device={name}", f"use cuda:0..cuda:{count - 1}"
     if index >= count:
-        raise RuntimeError(f"{where} needs GPU {index}, but {count} GPU(s) are visible; "
-                           f"start at most {count} processes per node or check CUDA_VISIBLE_DEVICES")
+        raise RuntimeError(f"{where} needs GPU {index}, but {count} GPU(s) are visible; {fix} "
+                           "or check CUDA_VISIBLE_DEVICES")
     return torch.device("cuda", index)
 
 
