@@ -51,8 +51,8 @@ def _git_commit() -> str | None:
 def _environment(rt: runtime.Runtime) -> dict:
     import torchvision
     versions = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
-    device = rt.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    cuda = rt.device.type == "cuda"
+    name = torch.cuda.get_device_name(rt.device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
     return {"git_commit": _git_commit(), "versions": versions, "device": name, "precision": rt.precision}
 
 

@@ -39,7 +39,7 @@ def test_device_without_torchrun(gpus):
     assert resolve_device("auto") == torch.device("cuda", 0)
     assert resolve_device("cuda") == torch.device("cuda", 0)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)            # honoured in one process
-    with pytest.raises(RuntimeError, match=r"run.device=cuda:2 needs GPU 2, but 2 GPU\(s\) are visible; use cuda:0..cuda:1"):
+    with pytest.raises(RuntimeError, match=r"cuda:2 needs GPU 2, but 2 GPU\(s\) are visible; use cuda:0..cuda:1"):
         resolve_device("cuda:2")
 
 
@@ -51,7 +51,8 @@ def test_device_under_torchrun_is_the_local_rank_gpu(gpus, capsys):
     assert resolve_device("cpu", local_rank=1) == torch.device("cpu")
     assert resolve_device("cuda:0", local_rank=0) == torch.device("cuda", 0)
     assert "run.device=cuda:0 ignored under torchrun" in capsys.readouterr().out   # the other ranks ignore it
-    with pytest.raises(RuntimeError, match=r"LOCAL_RANK=4 \(torchrun\) needs GPU 4, but 4 GPU\(s\) are visible; start at most 4 per node"):
+    with pytest.raises(RuntimeError, match=r"LOCAL_RANK=4 \(torchrun\) needs GPU 4, but 4 GPU\(s\) are visible; "
+                                           r"start at most 4 per node"):
         resolve_device("auto", local_rank=4)
 
 
