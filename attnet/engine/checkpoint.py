@@ -36,8 +36,8 @@ def load(path: Path, fix: str = "use best.pt, or pass run.overwrite=true to star
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError(f"{path}: not a plain checkpoint (it holds objects other than tensors and plain "
-                              f"data); attnet never unpickles code; {fix}") from None
+        raise CheckpointError(f"{path}: not a plain checkpoint; attnet never unpickles code (it holds objects "
+                              f"other than tensors and plain data); {fix}") from None
     except Exception as err:   # truncated zip, bad magic number, EOF: torch's text without the file name
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason[:120]}); {fix}") from None
