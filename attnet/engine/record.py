@@ -9,7 +9,9 @@ instant the process dies at.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import shutil
 import signal
 import tempfile
 from contextlib import contextmanager
@@ -95,7 +97,6 @@ def release(run_dir: Path) -> None:
 
 def clear(run_dir: Path) -> None:
     """Empty a run directory for run.overwrite, keeping the lock file this process holds."""
-    import shutil
     for entry in Path(run_dir).iterdir():
         if entry.name != LOCK_NAME:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
@@ -113,7 +114,6 @@ def write_error(run_dir: Path, text: str) -> None:
 
 def write_final(run_dir: Path, final: dict) -> None:
     """final.json, and no stale error.txt beside it."""
-    import json
     write_text(run_dir / "final.json", json.dumps(final, indent=1))
     (run_dir / "error.txt").unlink(missing_ok=True)
 
