@@ -11,15 +11,17 @@ from attnet.config import ConfigError, apply_overrides, config_from_dict, descri
 
 
 def _train(args: argparse.Namespace) -> None:
-    from attnet.engine import fit
+    from attnet.engine import fit, record
     overrides = list(args.overrides) + (["run.resume=true"] if args.resume else [])
     cfg = load_config(args.preset, overrides)
     run_dir = Path(cfg.run.out_dir) / cfg.run_name
     try:
         fit(cfg)
     except Exception:
-        if run_dir.is_dir():                     # the registry shows the run as failed, with its error
-            (run_dir / "error.txt").write_text(traceback.format_exc())
+        # the registry shows the run as failed, with its error; written only by the process that
+        # holds the run's lock, so a refused second process leaves the running one's files alone
+        record.write_error(run_dir, traceback.format_exc())
+        record.release(run_dir)
         raise
 
 

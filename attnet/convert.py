@@ -82,7 +82,8 @@ def load_authors_checkpoint(path_or_state_dict: str | Path | Mapping[str, torch.
         source = str(path_or_state_dict)
         if not Path(source).is_file():
             raise FileNotFoundError(f"{source}: checkpoint not found")
-        state = torch.load(source, map_location="cpu", weights_only=True)
+        from attnet.engine.checkpoint import load
+        state = load(Path(source), fix="download the authors' checkpoint again")
     else:
         source, state = "state dict", path_or_state_dict
     state = convert_state_dict(state, source)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from attnet.config import default_run_name
 
@@ -36,6 +37,50 @@ ABLATIONS = {
     "full model, GRU": dict(streams=["gp", "sa", "la"], temporal="gru"),
     "full model, mean pooling": dict(streams=["gp", "sa", "la"], temporal="mean"),
 }
+
+
+SPEC_KEYS = ("streams", "fusion_layer", "ga_reg", "temporal")   # what an ablation may set (and its run name shows)
+
+
+def notebook_param(name: str, value, kind: type):
+    """A notebook parameter as `kind` (list or dict): `papermill -p` passes lists and mappings as
+    strings, which are read as YAML (so JSON too); a bare string or number is a one-item list."""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"parameter {name}: {value!r} is not a valid YAML / JSON {kind.__name__}") from None
+    if kind is list and isinstance(value, (str, int, float)):
+        value = [value]
+    if not isinstance(value, kind):
+        raise ValueError(f"parameter {name}: expected a {kind.__name__}, got {value!r}")
+    return value
+
+
+def check_ablations(configs: dict[str, dict]) -> dict[str, dict]:
+    """Reject, before any run starts, a configuration that is not a mapping of SPEC_KEYS
+    (a misspelt key would otherwise be dropped and the full model trained under its name)."""
+    for name, spec in configs.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"ablation {name!r}: expected a mapping of {', '.join(SPEC_KEYS)}, got {spec!r}")
+        unknown = sorted(set(spec) - set(SPEC_KEYS))
+        if unknown:
+            raise ValueError(f"ablation {name!r}: unknown key(s) {', '.join(unknown)}; an ablation sets only "
+                             f"{', '.join(SPEC_KEYS)}")
+    return configs
+
+
+def choose_ablations(configs, extra_configs=None) -> dict[str, dict]:
+    """The notebook's `configs` ("all" or names of ABLATIONS) plus `extra_configs` ({name: spec}),
+    as given in the notebook or as papermill -p strings, checked before any run starts."""
+    names = list(ABLATIONS) if configs == "all" else notebook_param("configs", configs, list)
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"configs: unknown ablation(s) {', '.join(map(repr, unknown))}; choose from "
+                         f"{', '.join(map(repr, ABLATIONS))}, or \"all\", or add them to extra_configs")
+    chosen = {n: ABLATIONS[n] for n in names}
+    chosen.update(notebook_param("extra_configs", extra_configs or {}, dict))
+    return check_ablations(chosen)
 
 
 def project_root() -> Path:
@@ -62,6 +107,7 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     jobs > 1 trains that many runs at once, each with cores // jobs torch threads: on 2 CPU
     cores two 1-thread runs finish sooner than one 2-thread run after another (small convs
     scale poorly over threads; `python -m attnet.bench model --threads 1` prints it)."""
+    check_ablations(configs)
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     tasks = [(config, spec, seed) for config, spec in configs.items() for seed in seeds]
 

@@ -26,7 +26,9 @@ def run_status(run_dir: Path) -> str:
 
 def load_runs(path: str | Path = "results/runs") -> pd.DataFrame:
     """One row per run directory: flattened config (model.streams as "gp+sa+la"), final test
-    metrics (test.top1, test.gp_top1, ...), best validation accuracy, wall time and status."""
+    metrics (test.top1, test.gp_top1, ..., test.num_videos scored and test.skipped_videos left
+    out as unreadable; NaN for runs recorded before the count existed), best validation
+    accuracy, wall time and status."""
     rows = []
     for run_dir in sorted(p for p in Path(path).iterdir() if p.is_dir()) if Path(path).is_dir() else []:
         if not (run_dir / "config.yaml").is_file():

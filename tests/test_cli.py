@@ -41,3 +41,40 @@ def test_bad_data_root_is_one_line(tmp_path):
 def test_help_lists_presets_and_python_m_works():
     out = subprocess.run([sys.executable, "-m", "attnet", "train", "--help"], capture_output=True, text=True, check=True)
     assert "synthetic-smoke" in out.stdout and "model.streams=['gp', 'sa', 'la']" in out.stdout
+
+
+class _Payload:
+    """A pickle whose loading would create `marker`."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_bad_checkpoints_give_one_line_naming_the_file(tmp_path):
+    import torch
+    common = [f"data.root={tmp_path / 'data'}", f"run.out_dir={tmp_path / 'runs'}", "optim.epochs=1", "run.name=ck"]
+    main(["train", "--preset", "synthetic-smoke", *common])
+    run = tmp_path / "runs" / "ck"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _Payload(tmp_path / "pwned")}, evil)
+    done = subprocess.run([sys.executable, "-m", "attnet", "evaluate", "--run", str(run), "--checkpoint", str(evil)],
+                          capture_output=True, text=True)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) <= 3, done.stderr
+    assert lines[-1] == (f"error: {evil}: not a plain checkpoint; attnet never unpickles code (it holds objects other "
+                         "than tensors and plain data); pass another --checkpoint (best, last or a path)")
+    assert "weights_only=False" not in done.stderr and not (tmp_path / "pwned").exists()
+    (run / "final.json").unlink()                             # an unfinished run whose last.pt was cut short
+    last = run / "checkpoints" / "last.pt"
+    for broken, reason in ((last.read_bytes()[:1000], "truncated or corrupt checkpoint"),
+                           (b"", "empty checkpoint file")):
+        last.write_bytes(broken)
+        with pytest.raises(SystemExit) as err:
+            main(["train", "--preset", "synthetic-smoke", *common, "--resume"])
+        text = str(err.value.code)
+        assert text.startswith(f"error: {last}: {reason}") and "\n" not in text
+        assert f"copy {run / 'checkpoints' / 'best.pt'} over it" in text and "run.overwrite=true" in text

@@ -7,8 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 from . import lists, reencode, synthetic
-from .datasets import is_frame_folder
-from .decoding import folder_num_frames, video_num_frames
+import torch
+
+from .datasets import DATASETS, is_frame_folder
+from .decoding import decode_frames, folder_num_frames, frame_count, open_video, read_frames
 from .layouts import LAYOUTS
 from .lists import DataError
 
@@ -31,7 +33,7 @@ def _subsets(name: str, root: Path, split: int, list_file: str | None):
     elif name == "hmdb51":
         for subset in ("train", "test"):
             yield (subset, *lists.hmdb51(root, split, subset), [])
-    elif name == "kinetics":
+    elif name.startswith("kinetics"):
         for subset in ("train", "val"):
             yield (subset, *lists.kinetics(root, subset))
     else:
@@ -39,6 +41,20 @@ def _subsets(name: str, root: Path, split: int, list_file: str | None):
         for path in files:
             if path.name != "classes.txt":
                 yield (path.stem, *lists.list_file(root, path), [])
+
+
+def _read(record, template: str, start: int, fast: bool) -> None:
+    """Read a video or frame folder as training would: every frame decoded, in chunks (fast:
+    the container header or the folder listing only). A problem raises DataError."""
+    if is_frame_folder(record):
+        count = folder_num_frames(record.path, template)
+        for chunk in [] if fast else torch.arange(count).split(64):
+            decode_frames(record.path, chunk, template, start)
+        return
+    decoder = open_video(record.path)
+    count = frame_count(decoder, record.path)
+    for chunk in [] if fast else torch.arange(count).split(64):
+        read_frames(decoder, record.path, chunk)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -52,10 +68,8 @@ def _check(args: argparse.Namespace) -> None:
             try:
                 if not record.path.exists():
                     missing.append(str(record.path))
-                elif is_frame_folder(record):
-                    folder_num_frames(record.path, args.frame_template)
-                elif args.decode:
-                    video_num_frames(record.path)
+                else:
+                    _read(record, args.frame_template, args.frame_start, args.fast)
             except (DataError, OSError) as err:
                 bad.append(str(err).split(";")[0])
         counts = Counter(r.label for r in records)
@@ -71,7 +85,10 @@ def _check(args: argparse.Namespace) -> None:
         if empty:
             print(f"  classes without videos: {', '.join(empty[: args.show])}")
         problems += len(bad) + len(missing)
-    print("ok" if problems == 0 else f"{problems} problems")
+    if problems:
+        raise DataError(f"{problems} problems (listed above); fix or remove those videos, or train with "
+                        "data.on_bad_video=skip")
+    print("ok")
 
 
 def _reencode(args: argparse.Namespace) -> None:
@@ -102,13 +119,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frame-folders", action="store_true", help="also write JPEG frame folders")
     p.set_defaults(run=_synth)
-    p = sub.add_parser("check", help="count videos per split, list missing/unreadable files")
-    p.add_argument("dataset", choices=["ucf101", "hmdb51", "kinetics", "list"])
+    p = sub.add_parser("check", help="count videos per split, decode every one, list missing/unreadable files")
+    p.add_argument("dataset", choices=DATASETS)
     p.add_argument("--root", required=True)
     p.add_argument("--split", type=int, default=1)
     p.add_argument("--list-file", default=None)
     p.add_argument("--frame-template", default="img_{:05d}.jpg")
-    p.add_argument("--decode", action="store_true", help="open every video with the decoder (slow)")
+    p.add_argument("--frame-start", type=int, default=1, help="index of the first frame file")
+    p.add_argument("--fast", action="store_true",
+                   help="only check that files exist and their headers open (no frame decoded)")
     p.add_argument("--show", type=int, default=20, help="how many names to list per problem")
     p.set_defaults(run=_check)
     p = sub.add_parser("reencode", help="copy a dataset with short-GOP H.264 videos (fast sampled decoding)",

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 def build_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 0, distributed: bool = False,
                  seed: int = 0, drop_last: bool | None = None, pin_memory: bool | None = None,
-                 persistent_workers: bool = True) -> DataLoader:
+                 persistent_workers: bool = True, collate_fn=None) -> DataLoader:
     """Shuffled (train) or ordered batches; a DistributedSampler when distributed (the caller
     sets its epoch). Multi-clip items batch to [B, clips, T, 3, H, W].
 
@@ -20,5 +20,5 @@ def build_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 
         dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
         num_workers=workers, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         drop_last=train if drop_last is None else drop_last, persistent_workers=persistent_workers and workers > 0,
-        generator=generator,
+        generator=generator, collate_fn=collate_fn,
     )

@@ -30,8 +30,9 @@ def build_datasets(cfg: Config, subsets: tuple[str, ...], root: Path) -> dict[st
         subset: build_dataset(d.name, root, split=d.split, subset=subset, segments=d.segments,
                               num_clips=1 if subset == "val" else d.num_clips, size=d.size, resize=d.resize,
                               list_file=lists[subset], frame_template=d.frame_template, frame_start=d.frame_start,
-                              three_crop=d.three_crop and subset == "test", on_bad_video=d.on_bad_video,
-                              hflip=d.hflip, cache=d.cache)
+                              three_crop=d.three_crop and subset == "test", hflip=d.hflip, cache=d.cache,
+                              # val / test: predict leaves bad videos out; only training substitutes
+                              on_bad_video=d.on_bad_video if subset == "train" else "error")
         for subset in subsets
     }
 

@@ -1,7 +1,7 @@
 """Atomic checkpoints with everything needed to resume bit-exactly on CPU."""
 from __future__ import annotations
 
-import os
+import pickle
 import random
 from pathlib import Path
 
@@ -11,19 +11,36 @@ from torch import nn
 
 from attnet.convert import convert_state_dict
 
+from .record import atomic_path
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
+
 
 def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save to a temporary file of this process, then rename: a crash never leaves a
+    half-written file and two processes never share the temporary file."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
-def load(path: Path) -> dict:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load(path: Path, fix: str = "use best.pt, or pass run.overwrite=true to start the run again") -> dict:
+    """The one way attnet reads a .pt / .pth / .pkl: tensors and plain data only
+    (weights_only), every failure one line naming the file and `fix`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; {fix}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty checkpoint file (the write was cut off); {fix}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: not a plain checkpoint; attnet never unpickles code (it holds objects "
+                              f"other than tensors and plain data); {fix}") from None
+    except Exception as err:   # truncated zip, bad magic number, EOF: torch's text without the file name
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason[:120]}); {fix}") from None
 
 
 def rng_state() -> dict:
@@ -48,7 +65,7 @@ def set_rng_state(state: dict) -> None:
 def load_init_weights(model: nn.Module, path: str | Path) -> list[str]:
     """Start from another run's or the authors' weights; heads whose class count differs are
     left freshly initialised (transfer). Returns the names of the parameters not loaded."""
-    state = load(Path(path))
+    state = load(Path(path), fix="check model.init_checkpoint")
     if "model" in state:                        # one of our checkpoints
         state = state["model"]
     elif any(k.startswith(("module.spatial.", "spatial.")) for k in state):

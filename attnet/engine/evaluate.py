@@ -1,47 +1,71 @@
 """Multi-clip evaluation: per-video scores of every stream, gathered across processes."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from attnet.config import Config
-from attnet.data import build_loader
+from attnet.data import DataError, build_loader
 
 from . import checkpoint, distributed, runtime
 from .build import build_datasets, build_model, dataset_root
 from .metrics import summarize
 from .progress import Progress
+from .record import write_csv
 
 
 class _Indexed(Dataset):
-    """(clip, label, index): the index lets gathered predictions drop the sampler's padding."""
+    """(clip, label, index): the index lets gathered predictions drop the sampler's padding.
+    With `skip`, an unreadable video gives clip None (dropped by `_collate`) instead of another
+    video's clip: evaluation scores only the videos it read."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    def __init__(self, dataset: Dataset, skip: bool = False) -> None:
+        self.dataset, self.skip = dataset, skip
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int):
-        clip, label = self.dataset[i]
+        try:
+            clip, label = self.dataset[i]
+        except DataError as err:
+            if not self.skip:
+                raise
+            warnings.warn(f"skipped bad video (left out of the metrics): {err}", stacklevel=2)
+            return None, -1, i
         return clip, label, i
+
+
+def _collate(items):
+    """(clips, labels, indices) of the videos read, and the indices of those skipped."""
+    read = [item for item in items if item[0] is not None]
+    return (default_collate(read) if read else None), [item[2] for item in items if item[0] is None]
 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: runtime.Runtime,
             desc: str = "eval") -> tuple[torch.Tensor, dict[str, torch.Tensor], list[int]]:
     """(labels [N], scores {"fused"|stream: [N, K]} averaged over clips, dataset indices),
-    over the whole dataset whatever the number of processes, under the runtime's autocast."""
+    over the whole dataset whatever the number of processes, under the runtime's autocast. With
+    data.on_bad_video=skip an unreadable video is left out: the indices missing from the returned ones
+    were skipped."""
+    if getattr(dataset, "on_bad_video", "error") != "error":
+        raise ValueError("predict needs a dataset built with on_bad_video='error' (build_datasets does this for "
+                         "val and test): it leaves bad videos out itself rather than scoring a substitute")
     batch = cfg.data.eval_batch_size or max(1, cfg.data.batch_size // max(1, cfg.data.num_clips))
-    loader = build_loader(_Indexed(dataset), batch, train=False, workers=cfg.data.workers,
-                          distributed=info.enabled, drop_last=False)
+    loader = build_loader(_Indexed(dataset, skip=cfg.data.on_bad_video == "skip"), batch, train=False,
+                          workers=cfg.data.workers, distributed=info.enabled, drop_last=False, collate_fn=_collate)
     model.eval()
     rows: list[tuple[int, int, dict[str, torch.Tensor]]] = []
     progress = Progress(len(loader), desc, cfg.run.log_every, enabled=info.is_main)
-    for clips, labels, indices in loader:
+    for batch_read, _ in loader:
+        if batch_read is None:                        # every video of the batch was skipped
+            continue
+        clips, labels, indices = batch_read
         clips = clips.to(info.device, non_blocking=True)
         multi = clips.dim() == 6                      # [B, clips, T, 3, H, W]
         b, n = clips.shape[0], clips.shape[1] if multi else 1
@@ -57,6 +81,9 @@ def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: runtime
     for part in distributed.gather(rows, info):
         for index, label, s in part:
             merged[index] = (label, s)                # padding repeats an index: kept once
+    if not merged:
+        raise DataError(f"{desc}: every one of the {len(dataset)} videos was unreadable and skipped; "
+                        "run `attnet data check` on the dataset")
     order = sorted(merged)
     labels = torch.tensor([merged[i][0] for i in order])
     keys = merged[order[0]][1].keys()
@@ -82,10 +109,10 @@ def evaluate(cfg: Config, checkpoint_path: str | Path, subset: str = "test",
     info = runtime.from_config(cfg)
     dataset = build_datasets(cfg, (subset,), dataset_root(cfg, info))[subset]
     model = build_model(cfg, len(dataset.classes), info.device, init=False)
-    state = checkpoint.load(Path(checkpoint_path))
+    state = checkpoint.load(Path(checkpoint_path), fix="pass another --checkpoint (best, last or a path)")
     model.load_state_dict(state["model"] if "model" in state else state)
     labels, scores, order = predict(model, dataset, cfg, info, desc=subset)
-    metrics = summarize(scores, labels, len(dataset.classes))
+    metrics = summarize(scores, labels, len(dataset.classes), skipped=len(dataset) - len(order))
     if scores_path is not None and info.is_main:
-        scores_frame(dataset, labels, scores, order).to_csv(scores_path, index=False, float_format="%.6g")
+        write_csv(scores_frame(dataset, labels, scores, order), Path(scores_path))
     return metrics

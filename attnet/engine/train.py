@@ -2,24 +2,21 @@
 record the run under results/runs/<name>/."""
 from __future__ import annotations
 
-import json
 import math
 import platform
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 
 from attnet.config import Config
 from attnet.data import build_loader
 from attnet.losses import GLKALoss
 
-from . import checkpoint, distributed, runtime
+from . import checkpoint, distributed, record, runtime
 from .build import build_datasets, build_model, build_optimizer, dataset_root
 from .distributed import DistInfo
 from .evaluate import predict, scores_frame
@@ -65,19 +62,32 @@ def _summary(cfg: Config) -> dict:
 
 
 def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
-    """(run dir, finished?) after applying run.resume / run.overwrite."""
+    """(run dir, finished?) after taking the run's lock and applying run.resume / run.overwrite.
+    A process that cannot take the lock raises RunLocked having changed nothing."""
     run_dir = Path(cfg.run.out_dir) / cfg.run_name
+    locked = None
+    if info.is_main:
+        existed = record.has_run(run_dir)
+        try:
+            record.lock(run_dir)
+        except record.RunLocked as err:
+            locked = str(err)
+        if locked is None and existed and not cfg.run.resume and not cfg.run.overwrite:
+            record.release(run_dir)
+            locked = ""
+    locked = distributed.broadcast(locked, info)
+    if locked:
+        raise record.RunLocked(locked)
+    if locked == "":
+        raise RunExists(f"{run_dir}: a run of this name exists; pass run.resume=true to continue it, "
+                        "run.overwrite=true to replace it, or another run.name")
     finished = (run_dir / "final.json").is_file()
-    if cfg.run.resume:
-        return run_dir, finished
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not cfg.run.overwrite:
-            raise RunExists(f"{run_dir}: a run of this name exists; pass run.resume=true to continue it, "
-                            "run.overwrite=true to replace it, or another run.name")
-        if info.is_main:
-            shutil.rmtree(run_dir)
+    if info.is_main and not (cfg.run.resume and finished):
+        if cfg.run.overwrite and not cfg.run.resume:
+            record.clear(run_dir)
+        (run_dir / "error.txt").unlink(missing_ok=True)   # this attempt replaces an earlier failure
     distributed.barrier(info)
-    return run_dir, False
+    return run_dir, cfg.run.resume and finished
 
 
 def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, info: runtime.Runtime,
@@ -98,8 +108,8 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, in
         loss, parts = criterion(out, labels)   # in float32: the logits are upcast by the loss
         if not torch.isfinite(loss):
             values = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
-            raise TrainingDiverged(f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); the last good "
-                                   f"checkpoint is {ckpt_dir / 'last.pt'}; lower optim.lr or set optim.clip_grad")
+            raise TrainingDiverged(f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); "
+                                   + record.restart_hint(ckpt_dir))
         optimizer.zero_grad(set_to_none=True)
         runtime.backward_step(loss, optimizer, scaler, cfg.optim.clip_grad)
         n = labels.shape[0]
@@ -133,15 +143,16 @@ def fit(cfg: Config) -> Path:
     if finished:
         if info.is_main:
             print(f"{run_dir}: finished earlier (final.json present); nothing to do")
+            record.release(run_dir)
         return run_dir
     ckpt_dir = run_dir / "checkpoints"
-    if info.is_main and not (run_dir / "config.yaml").is_file():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if info.is_main and not (cfg.run.resume and (ckpt_dir / "last.pt").is_file()):
+        record.record_config(run_dir, cfg)          # nothing trained yet: this config is what runs
     info.seed_model()                      # the same initial weights on every rank
     root = dataset_root(cfg, info)
     data = build_datasets(cfg, ("train", "val"), root)
     classes = data["train"].classes
+    data = record.check_lists(cfg, root, data)      # test list and classes too, before the first step
     model = build_model(cfg, len(classes), info.device)
     net = DistributedDataParallel(model, device_ids=[info.device] if info.device.type == "cuda" else None) \
         if info.enabled else model
@@ -158,16 +169,20 @@ def fit(cfg: Config) -> Path:
 
     start_epoch, best_top1, rows = 0, -1.0, []
     if cfg.run.resume and (ckpt_dir / "last.pt").is_file():
-        state = checkpoint.load(ckpt_dir / "last.pt")
+        state = checkpoint.load(ckpt_dir / "last.pt", fix=f"copy {ckpt_dir / 'best.pt'} over it to resume from "
+                                "the best epoch, or pass run.overwrite=true to start again")
+        if info.is_main:                            # changed settings: refused or applied and noted
+            record.record_config(run_dir, cfg, resumed_after=state["epoch"] + 1)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        record.apply_optim(optimizer, scheduler, cfg)
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
-        start_epoch, best_top1 = state["epoch"] + 1, state["best_top1"]
-        rows = pd.read_csv(run_dir / "metrics.csv").to_dict("records")[:start_epoch]
+        start_epoch, best_top1, rows = state["epoch"] + 1, state["best_top1"], state["rows"]
         if info.is_main:
+            record.write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")   # the checkpoint's rows are the record
             print(f"resuming {run_dir} after epoch {start_epoch}")
 
     for epoch in range(start_epoch, cfg.optim.epochs):
@@ -180,6 +195,10 @@ def fit(cfg: Config) -> Path:
         skipped = data["train"].reset_skipped()
         if skipped and info.is_main:
             print(f"epoch {epoch + 1}: {skipped} bad videos skipped (data.on_bad_video=skip)")
+        bad = record.non_finite(model.state_dict())
+        if bad:                                     # neither validated nor saved
+            raise TrainingDiverged(f"non-finite weights after epoch {epoch + 1} ({', '.join(bad[:3])}); "
+                                   + record.restart_hint(ckpt_dir))
         if (epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
             labels, scores, _ = predict(model, data["val"], cfg, info, desc="val")
             row["val_top1"] = topk_accuracy(scores["fused"], labels, 1)
@@ -193,35 +212,40 @@ def fit(cfg: Config) -> Path:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "epoch": epoch,
                      "best_top1": best_top1, "rng": checkpoint.rng_state(), "config": cfg.to_dict(),
-                     "classes": classes} | ({"scaler": scaler.state_dict()} if scaler is not None else {})
+                     "classes": classes, "rows": rows} | ({"scaler": scaler.state_dict()} if scaler is not None else {})
+            bad = record.non_finite(state)
+            if bad:
+                raise TrainingDiverged(f"non-finite optimizer state after epoch {epoch + 1} ({', '.join(bad[:3])}); "
+                                       + record.restart_hint(ckpt_dir))
             if improved:
                 checkpoint.save_atomic(state, ckpt_dir / "best.pt")
+                record.crash_point("after_best", epoch + 1)
             checkpoint.save_atomic(state, ckpt_dir / "last.pt")
-            _write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")
+            record.crash_point("after_checkpoint", epoch + 1)
+            record.write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")
+            record.crash_point("after_metrics", epoch + 1)
             print(f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
         distributed.barrier(info)
 
-    test = build_datasets(cfg, ("test",), root)["test"]
-    best = checkpoint.load(ckpt_dir / "best.pt") if (ckpt_dir / "best.pt").is_file() else None
+    test = data["test"]
+    best = checkpoint.load(ckpt_dir / "best.pt", fix="pass run.overwrite=true to train the run again") \
+        if (ckpt_dir / "best.pt").is_file() else None
     if best is not None:
         model.load_state_dict(best["model"])
     labels, scores, order = predict(model, test, cfg, info, desc="test")
-    metrics = summarize(scores, labels, len(classes))
+    skipped = sorted(set(range(len(test))) - set(order))
+    metrics = summarize(scores, labels, len(classes), skipped=len(skipped))
     if info.is_main:
-        _write_csv(scores_frame(test, labels, scores, order), run_dir / "scores.csv.gz")
+        record.write_csv(scores_frame(test, labels, scores, order), run_dir / "scores.csv.gz")
         final = {"run": cfg.run_name, "preset": cfg.preset, "test": metrics, "classes": classes,
+                 "skipped_test_videos": [str(test.records[i].path) for i in skipped],
                  "best_val_top1": best_top1, "epochs": cfg.optim.epochs, "config": _summary(cfg),
                  "wall_time_s": time.perf_counter() - started, "world_size": info.world_size,
                  **_environment(info)}
-        tmp = run_dir / "final.json.tmp"
-        tmp.write_text(json.dumps(final, indent=1))
-        tmp.replace(run_dir / "final.json")
+        record.write_final(run_dir, final)
         print(f"{run_dir}: test top1 {metrics['top1']:.2f} top5 {metrics['top5']:.2f} "
-              + " ".join(f"{s}={metrics[f'{s}_top1']:.2f}" for s in model.streams))
+              + " ".join(f"{s}={metrics[f'{s}_top1']:.2f}" for s in model.streams)
+              + f" over {metrics['num_videos']} videos"
+              + (f", {len(skipped)} unreadable skipped (data.on_bad_video=skip)" if skipped else ""))
+        record.release(run_dir)
     return run_dir
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name("tmp-" + path.name)
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)

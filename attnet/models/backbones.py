@@ -44,7 +44,8 @@ def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
     if cached.is_file():
-        return torch.load(cached, map_location="cpu", weights_only=True)
+        from attnet.engine.checkpoint import load
+        return load(cached, fix=f"delete it and download {weights.url} again")
     host = urlparse(weights.url).hostname
     try:
         socket.create_connection((host, 443), timeout=3).close()
@@ -80,7 +81,8 @@ def _load_local(net: nn.Sequential, path: Path, name: str) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pretrained weights file not found; pass pretrained=None, "
                                 "'imagenet' or the path of a state-dict .pth file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from attnet.engine.checkpoint import load
+    state = load(path, fix="pass pretrained=None, 'imagenet' or another state-dict .pth file")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if name in RESNETS and any(k.startswith("conv1.") for k in state):
         index = {n: str(i) for i, n in enumerate(RESNET_CHILDREN)}

@@ -59,3 +59,43 @@ def test_reproduce_runs_the_chosen_notebooks_and_writes_timings_and_index(worksp
     index = (tmp_path / "res" / "README.md").read_text()
     assert "attnet reproduce --preset synthetic-smoke --only 05_results" in index
     assert "## paper_vs_reproduced_synthetic-smoke" in index
+
+
+def test_readme_papermill_example_with_a_list_parameter_as_json(workspace, tmp_path):
+    import shlex
+    import subprocess
+    import sys
+    from attnet.reproduce import project_root
+    readme = (project_root() / "README.md").read_text()
+    example = next(line.split("#")[0].strip() for line in readme.splitlines()
+                   if line.startswith("papermill notebooks/02_train_eval.ipynb"))
+    assert example == """papermill notebooks/02_train_eval.ipynb out.ipynb -p streams '["sa"]' -p seed 1"""
+    args = shlex.split(example)[1:]
+    args[1] = str(tmp_path / args[1])                          # out.ipynb: not into the checkout
+    args += ["-p", "epochs", "1", "-p", "results_dir", workspace["results_dir"],
+                                       "-p", "data_root", workspace["data_root"], "-p", "preset", workspace["preset"]]
+    done = subprocess.run([sys.executable, "-m", "papermill", *args], cwd=project_root(), capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(project_root())})
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = yaml.safe_load(open(f"{workspace['results_dir']}/runs/synthetic-smoke_sa_sru_seed1/config.yaml"))
+    assert config["model"]["streams"] == ["sa"] and config["run"]["seed"] == 1
+
+
+def test_ablation_names_and_keys_are_checked_before_any_run(workspace):
+    from attnet.reproduce import ABLATIONS, choose_ablations, notebook_param
+    assert choose_ablations('["GP only"]', '{"mine": {"streams": [sa], "temporal": gru}}') == \
+        {"GP only": {"streams": ["gp"]}, "mine": {"streams": ["sa"], "temporal": "gru"}}
+    assert list(choose_ablations("all")) == list(ABLATIONS)
+    with pytest.raises(ValueError, match=r"unknown ablation\(s\) 'GP-only'; choose from 'GP only', 'SA only'"):
+        choose_ablations(["GP-only"])
+    with pytest.raises(ValueError, match=r"ablation 'mine': unknown key\(s\) stream; an ablation sets only streams, "):
+        choose_ablations(["GP only"], {"mine": {"stream": ["sa"]}})
+    with pytest.raises(ValueError, match="unknown key"):
+        run_ablation({"mine": {"stream": ["sa"]}}, [0], workspace["preset"], workspace["data_root"],
+                     workspace["results_dir"] + "-never")
+    assert not os.path.exists(workspace["results_dir"] + "-never")      # refused before any run started
+    assert notebook_param("streams", '["sa", "la"]', list) == ["sa", "la"]
+    assert notebook_param("streams", "[sa]", list) == ["sa"] and notebook_param("streams", "sa", list) == ["sa"]
+    assert notebook_param("seeds", "1", list) == [1]
+    with pytest.raises(ValueError, match="parameter extra_configs: expected a dict"):
+        notebook_param("extra_configs", "[1]", dict)

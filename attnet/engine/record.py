@@ -1,0 +1,235 @@
+"""The run record under results/runs/<name>/: one writer per run directory, atomic files,
+resume that applies and notes changed settings, nothing non-finite saved, every data list
+checked before the first step.
+
+An epoch's record is its checkpoint: last.pt carries the metrics rows of every finished
+epoch, and metrics.csv is rewritten from them, so the two can never disagree whatever
+instant the process dies at.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from attnet.config import Config
+from attnet.data import DataError
+from attnet.data.datasets import ClipDataset
+
+LOCK_NAME = ".lock"
+CRASH_ENV = "ATTNET_CRASH_AT"      # "<point>:<epoch>", e.g. "after_checkpoint:2": SIGKILL there (fault tests)
+# may differ on --resume without being a change of the experiment
+RESUME_FREE = ("run.resume", "run.overwrite", "run.name", "run.device", "run.threads", "run.log_every")
+# what the checkpoint's tensors or optimizer state are made of: a resume cannot change them
+RESUME_FIXED = ("model.backbone", "model.streams", "model.fusion_layer", "model.temporal", "model.hidden_size",
+                "model.num_layers", "optim.name", "data.name", "run.out_dir")
+
+_held: dict[Path, int] = {}        # run dir -> fd of its flocked lock file, for this process
+
+
+class RunLocked(RuntimeError):
+    """Another process is training this run."""
+
+
+# --- atomic files ---------------------------------------------------------------------------
+@contextmanager
+def atomic_path(path: Path):
+    """A temporary path unique to this process beside `path`, renamed over it on success;
+    concurrent writers never share a temporary file and a kill leaves `path` whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g", compression="gzip" if path.suffix == ".gz" else None)
+
+
+# --- one process per run directory ------------------------------------------------------------
+def lock(run_dir: Path) -> None:
+    """Hold run_dir/.lock (flock) for this process; another process holding it -> RunLocked,
+    having touched nothing but the directory's existence."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _held:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunLocked(f"{run_dir}: another process is training this run (it holds {LOCK_NAME}); wait for it "
+                        "or choose another run.name") from None
+    _held[run_dir] = fd
+
+
+def holds(run_dir: Path) -> bool:
+    return Path(run_dir).resolve() in _held
+
+
+def release(run_dir: Path) -> None:
+    fd = _held.pop(Path(run_dir).resolve(), None)
+    if fd is not None:
+        os.close(fd)                                 # closing the descriptor drops the flock
+
+
+def clear(run_dir: Path) -> None:
+    """Empty a run directory for run.overwrite, keeping the lock file this process holds."""
+    for entry in Path(run_dir).iterdir():
+        if entry.name != LOCK_NAME:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def has_run(run_dir: Path) -> bool:
+    return run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
+
+
+def write_error(run_dir: Path, text: str) -> None:
+    """error.txt for the registry ("failed"), only by the process that owns the run."""
+    if holds(run_dir):
+        write_text(Path(run_dir) / "error.txt", text)
+
+
+def write_final(run_dir: Path, final: dict) -> None:
+    """final.json, and no stale error.txt beside it."""
+    write_text(run_dir / "final.json", json.dumps(final, indent=1))
+    (run_dir / "error.txt").unlink(missing_ok=True)
+
+
+# --- fault injection for the tests ---------------------------------------------------------------
+def crash_point(name: str, epoch: int) -> None:
+    """SIGKILL this process when ATTNET_CRASH_AT is "<name>:<epoch>" (1-based): lets a test die
+    at an exact instant of the epoch boundary, as a power cut or OOM killer would."""
+    if os.environ.get(CRASH_ENV) == f"{name}:{epoch}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- config on resume ---------------------------------------------------------------------------
+def _flat(value, prefix: str = "") -> dict:
+    if isinstance(value, dict) and prefix != "data.synthetic.":
+        return {k: v for key, sub in value.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: value}
+
+
+def config_changes(saved: dict, cfg: Config) -> dict[str, tuple]:
+    """{key: (recorded value, value now)} of the experiment settings that differ."""
+    before, now = _flat(saved), _flat(cfg.to_dict())
+    return {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v and k not in RESUME_FREE}
+
+
+def record_config(run_dir: Path, cfg: Config, resumed_after: int | None = None) -> None:
+    """config.yaml states what runs. On resume the changed settings are applied and noted as
+    comments at the top (earlier notes kept); settings the checkpoint is made of are refused."""
+    path = run_dir / "config.yaml"
+    if resumed_after is None or not path.is_file():
+        write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return
+    text = path.read_text()
+    changes = config_changes(yaml.safe_load(text), cfg)
+    fixed = [k for k in changes if k in RESUME_FIXED]
+    if fixed:
+        raise ValueError(f"{path}: cannot resume with a different {', '.join(fixed)} (the checkpoint is built on "
+                         f"it); resume with the recorded values or pass run.overwrite=true to start again")
+    if not changes:
+        return
+    notes = [line for line in text.splitlines() if line.startswith("#")]
+    notes += [f"# resumed after epoch {resumed_after}: {k}: {old!r} -> {new!r}" for k, (old, new) in changes.items()]
+    write_text(path, "\n".join(notes) + "\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def apply_optim(optimizer: torch.optim.Optimizer, scheduler, cfg: Config) -> None:
+    """After loading a checkpoint's optimizer and scheduler: continue with the configured
+    optim.lr / weight_decay / momentum (the state stores the old ones) on the schedule of
+    the configured optim.epochs."""
+    o = cfg.optim
+    scheduler.base_lrs = [o.lr] * len(optimizer.param_groups)
+    for group, schedule in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["initial_lr"], group["lr"] = o.lr, o.lr * schedule(scheduler.last_epoch)
+        group["weight_decay"] = o.weight_decay
+        if "momentum" in group:
+            group["momentum"] = o.momentum
+
+
+# --- finite checkpoints -------------------------------------------------------------------------
+def non_finite(state) -> list[str]:
+    """Names of the floating tensors in a nested state holding NaN or inf."""
+    found: list[str] = []
+
+    def walk(value, name: str) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                found.append(name)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{name}.{k}" if name else str(k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{name}[{i}]")
+    walk(state, "")
+    return found
+
+
+def restart_hint(ckpt_dir: Path) -> str:
+    """What to do after divergence: resume from last.pt only if one was saved (all saved
+    checkpoints are finite)."""
+    last = ckpt_dir / "last.pt"
+    if last.is_file():
+        return (f"the last good checkpoint is {last}; resume from it with --resume and a lower optim.lr "
+                "(or optim.clip_grad)")
+    return ("no checkpoint was saved before it; restart with run.overwrite=true and a lower optim.lr "
+            "(or optim.clip_grad)")
+
+
+# --- the data lists of a run -------------------------------------------------------------------
+def list_source(cfg: Config, root: Path, subset: str) -> Path:
+    """The file a subset's videos and labels are read from (the root for official layouts)."""
+    d = cfg.data
+    if d.name in ("list", "synthetic"):
+        given = {"train": d.train_list, "val": d.val_list, "test": d.test_list}[subset]
+        return Path(given) if given else root / f"{subset}.txt"
+    return root
+
+
+def check_lists(cfg: Config, root: Path, data: dict[str, ClipDataset]) -> dict[str, ClipDataset]:
+    """Before the first step: every list of the run (train, val, test) reads, and they agree on
+    the classes; with classes inferred from labels (no classes.txt), every class has training
+    videos. Returns data with "test" added."""
+    from .build import build_datasets
+    data = {**data, **build_datasets(cfg, tuple(s for s in ("train", "val", "test") if s not in data), root)}
+    classes = data["train"].classes
+    train_list = list_source(cfg, root, "train")
+    for subset, dataset in data.items():
+        inferred = dataset.classes == [str(i) for i in range(len(dataset.classes))]   # no classes.txt
+        same = classes[: len(dataset.classes)] == dataset.classes if inferred else dataset.classes == classes
+        if not same or any(r.label >= len(classes) for r in dataset.records):
+            raise DataError(f"{list_source(cfg, root, subset)}: its {len(dataset.classes)} classes differ from the "
+                            f"{len(classes)} of {train_list}; give every list the same classes.txt")
+    if cfg.data.name in ("list", "synthetic") and not (train_list.parent / "classes.txt").is_file():
+        present = {r.label for r in data["train"].records}
+        empty = [c for i, c in enumerate(classes) if i not in present]
+        if empty:
+            raise DataError(f"{train_list}: labels run to {len(classes) - 1} but label(s) {', '.join(empty[:5])} have "
+                            "no training video; fix the labels or add a classes.txt beside the list naming every class")
+    return data
