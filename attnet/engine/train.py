@@ -162,7 +162,7 @@ def fit(cfg: Config) -> Path:
     if len(train_loader) == 0:
         raise ValueError(f"data.batch_size={cfg.data.batch_size} exceeds the {len(train_loader.sampler)} training "
                          f"videos per process: no full batch to train on; lower data.batch_size")
-    criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
+    criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin, detach_gp=cfg.model.ga_detach_gp)
     optimizer = build_optimizer(cfg, model)
     schedule = cosine(cfg.optim.epochs) if cfg.optim.schedule == "cosine" else (lambda e: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
