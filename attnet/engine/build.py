@@ -32,7 +32,7 @@ def build_datasets(cfg: Config, subsets: tuple[str, ...], root: Path) -> dict[st
                               num_clips=1 if subset == "val" else d.num_clips, size=d.size, resize=d.resize,
                               list_file=lists[subset], frame_template=d.frame_template, frame_start=d.frame_start,
                               three_crop=d.three_crop and subset == "test", on_bad_video=d.on_bad_video,
-                              hflip=d.hflip, cache=d.cache)
+                              hflip=d.hflip, cache=d.cache, boxes="oracle" in cfg.model.streams)
         for subset in subsets
     }
 

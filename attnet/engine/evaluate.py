@@ -18,7 +18,7 @@ from .progress import Progress
 
 
 class _Indexed(Dataset):
-    """(clip, label, index): the index lets gathered predictions drop the sampler's padding."""
+    """(clip, label[, boxes], index): the index lets gathered predictions drop the sampler's padding."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -27,8 +27,7 @@ class _Indexed(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int):
-        clip, label = self.dataset[i]
-        return clip, label, i
+        return (*self.dataset[i], i)
 
 
 @torch.no_grad()
@@ -42,12 +41,13 @@ def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: DistInf
     model.eval()
     rows: list[tuple[int, int, dict[str, torch.Tensor]]] = []
     progress = Progress(len(loader), desc, cfg.run.log_every, enabled=info.is_main)
-    for clips, labels, indices in loader:
+    for clips, labels, *boxes, indices in loader:     # boxes: only for the oracle stream
         clips = clips.to(info.device, non_blocking=True)
         multi = clips.dim() == 6                      # [B, clips, T, 3, H, W]
         b, n = clips.shape[0], clips.shape[1] if multi else 1
+        boxes = [bx.to(info.device, non_blocking=True).flatten(0, int(multi)) for bx in boxes]
         with autocast(cfg, info.device):
-            out = model(clips.flatten(0, 1) if multi else clips)
+            out = model(clips.flatten(0, 1) if multi else clips, *boxes)
         scores = {"fused": out.logits, **out.stream_logits}
         scores = {k: v.float().view(b, n, -1).mean(1).cpu() for k, v in scores.items()}
         for j in range(b):

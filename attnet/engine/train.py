@@ -95,11 +95,11 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, in
     correct: dict[str, int] = {}
     seen = 0
     progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.optim.epochs}", cfg.run.log_every, info.is_main)
-    for step, (clips, labels) in enumerate(loader):
+    for step, (clips, labels, *boxes) in enumerate(loader):   # boxes: only for the oracle stream
         clips = clips.to(info.device, non_blocking=True)
         labels = labels.to(info.device, non_blocking=True)
         with autocast(cfg, info.device):
-            out = model(clips)
+            out = model(clips, *(b.to(info.device, non_blocking=True) for b in boxes))
         loss, parts = criterion(out, labels)   # in float32: the logits are upcast by the loss
         if not torch.isfinite(loss):
             values = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
