@@ -14,9 +14,9 @@ The oracle is not in the paper: a positive control telling what attending to the
 """
 from __future__ import annotations
 
-import torch
 from typing import Callable
 
+import torch
 from torch import Tensor, nn
 
 
@@ -88,13 +88,15 @@ def box_coverage(boxes: Tensor, shape: tuple[int, int], image_size: tuple[int, i
     """[N, h, w] fraction of each map cell inside its box, for boxes [N, 4] (x0, y0, x1, y1 in
     input pixels, x1/y1 exclusive) on an h x w map over an image of H x W pixels; cell (r, c)
     covers [c W/w, (c+1) W/w) x [r H/h, (r+1) H/h)."""
+    boxes = boxes if boxes.is_floating_point() else boxes.float()
+
     def overlap(cells: int, pixels: int, lo: Tensor, hi: Tensor) -> Tensor:   # [N, cells]
-        edges = torch.arange(cells + 1, device=boxes.device, dtype=torch.float32) * (pixels / cells)
+        edges = torch.arange(cells + 1, device=boxes.device, dtype=boxes.dtype) * (pixels / cells)
         covered = torch.minimum(edges[1:], hi[:, None]) - torch.maximum(edges[:-1], lo[:, None])
         return covered.clamp(min=0) / (pixels / cells)
 
     (h, w), (height, width) = shape, image_size
-    x0, y0, x1, y1 = boxes.float().unbind(-1)
+    x0, y0, x1, y1 = boxes.unbind(-1)
     return overlap(h, height, y0, y1)[:, :, None] * overlap(w, width, x0, x1)[:, None, :]
 
 
