@@ -61,6 +61,7 @@ class ModelConfig:
     score_fusion: str = "logits"        # logits (authors' code) | probs (paper text)
     ga_reg: bool = True
     ga_margin: float = 0.1
+    ga_detach_gp: bool = False          # true: p_GP is a fixed reference in the GA hinge (paper text); false: authors' code
     init_checkpoint: str | None = None  # transfer: our run's .pt or the authors' .pkl; heads replaced
     channels_last: bool = True
 

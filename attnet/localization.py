@@ -15,19 +15,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-
-def _overlap(cells: int, pixels: int, lo: float, hi: float) -> np.ndarray:
-    """Fraction of each of `cells` equal intervals of [0, pixels) covered by [lo, hi)."""
-    edges = np.arange(cells + 1) * pixels / cells
-    covered = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0, None)
-    return covered / (pixels / cells)
+from attnet.models.attention import box_coverage as _box_coverage
 
 
 def box_coverage(shape: tuple[int, int], box, image_size: tuple[int, int]) -> np.ndarray:
-    """[h, w] fraction of each map cell inside the box."""
-    (h, w), (height, width) = shape, image_size
-    x0, y0, x1, y1 = box
-    return np.outer(_overlap(h, height, y0, y1), _overlap(w, width, x0, x1))
+    """[h, w] fraction of each map cell inside the box (the oracle stream's helper, one box)."""
+    return _box_coverage(torch.as_tensor(box, dtype=torch.float64)[None], shape, image_size)[0].numpy()
 
 
 def mass_in_box(attention: np.ndarray, box, image_size: tuple[int, int]) -> float:

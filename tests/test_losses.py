@@ -54,3 +54,45 @@ def test_total_loss_parts_and_dropped_terms():
     assert set(parts) == {"ce"}
     _, parts = GLKALoss()(GLKAOutput(fused, {"gp": z["gp"], "la": z["la"]}), y)
     assert set(parts) == {"ce", "ga_la"}
+
+
+def test_detach_gp_keeps_the_hinge_value_and_stops_its_gradient_at_gp():
+    gp = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    att = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    y = torch.tensor([0, 1])
+    expected = sum(p_true(gp[i].tolist(), y[i]) - p_true(att[i].tolist(), y[i]) + 0.1 for i in range(2)) / 2
+    for detach in (False, True):
+        g, a = gp.clone().requires_grad_(), att.clone().requires_grad_()
+        value = ga_regularization(g, a, y, detach_gp=detach)
+        assert value.item() == pytest.approx(expected, rel=1e-6)
+        value.backward()
+        assert a.grad is not None and a.grad.abs().sum() > 0
+        assert (g.grad is None) == detach
+
+
+def test_detach_gp_in_the_model_no_ga_gradient_reaches_the_gp_stream():
+    """Loss = the GA parts only: with detach_gp the GP head gets no gradient; without, it does."""
+    from attnet.models import GLKANet
+    torch.manual_seed(0)
+    model = GLKANet(4, backbone="tiny", streams=("gp", "sa", "la"), hidden_size=8, num_layers=1, dropout=0.0)
+    x, y = torch.randn(2, 2, 3, 32, 32), torch.tensor([0, 3])
+    for detach in (True, False):
+        model.zero_grad(set_to_none=True)
+        _, parts = GLKALoss(detach_gp=detach, margin=1.0)(model(x), y)    # margin 1: the hinge is active
+        (parts["ga_sa"] + parts["ga_la"]).backward()
+        gp_grads = [p.grad for p in model.temporal["gp"].parameters()]
+        if detach:
+            assert all(g is None for g in gp_grads)
+        else:
+            assert all(g is not None and g.abs().sum() > 0 for g in gp_grads)
+        assert model.temporal["sa"].fc.weight.grad.abs().sum() > 0
+
+
+def test_loss_is_float32_for_low_precision_logits():
+    y = torch.tensor([1, 0])
+    z = {s: torch.randn(2, 3) for s in ("gp", "sa")}
+    low = GLKAOutput(z["gp"].bfloat16(), {s: v.bfloat16() for s, v in z.items()})
+    total, parts = GLKALoss()(low, y)
+    assert total.dtype == torch.float32 and all(p.dtype == torch.float32 for p in parts.values())
+    exact = GLKALoss()(GLKAOutput(z["gp"].bfloat16().float(), {s: v.bfloat16().float() for s, v in z.items()}), y)[0]
+    assert torch.equal(total, exact)

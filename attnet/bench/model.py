@@ -6,6 +6,10 @@
 With --compare-authors, their Spatial_TemporalNet (imported from a checkout the user
 provides; nothing of it ships here) and ours take training steps alternately in this one
 process, so both see the same machine load, and the ratio of median step times is printed.
+Their step runs in float32 (their release has no AMP); --amp applies to ours, on CPU too.
+
+It also prints the FLOPs of our training step (torch.utils.flop_counter) and the share of
+the device's matmul peak in the --amp dtype (a 4096^3 matmul timed in the same run) it reaches.
 """
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ import statistics
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from attnet.engine import runtime
 from attnet.losses import GLKALoss, ga_regularization
@@ -67,6 +73,20 @@ def timed(step: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
+    """FLOP/s of the fastest of `repeats` n x n x n matmuls in `dtype`: the device's practical peak."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    timed(lambda: a @ b, device)                  # warm-up
+    return 2 * n**3 / min(timed(lambda: a @ b, device) for _ in range(repeats))
+
+
+def step_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one call of `step` (forward and backward), as torch's FLOP counter sees them."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
 def our_step(model, x, y, optimizer, criterion, rt: runtime.Runtime) -> Callable[[], None]:
     """The trainer's step: the runtime's autocast, the loss outside it, the fp16 scaler."""
     scaler = rt.grad_scaler()
@@ -80,9 +100,20 @@ def our_step(model, x, y, optimizer, criterion, rt: runtime.Runtime) -> Callable
     return step
 
 
-def authors_model(path: str, backbone: str, segments: int, hidden: int):
+AUTHORS_DATASETS = {51: "hmdb", 101: "ucf", 600: "kinetics"}   # their class count comes from the dataset name
+
+
+def authors_model(path: str, backbone: str, segments: int, hidden: int, classes: int, size: int):
     """Their Spatial_TemporalNet on torch 2.x: `resnet34(True)` becomes `weights=None`."""
     import torchvision.models as tvm
+
+    from attnet.models.backbones import RESNETS
+    if backbone not in RESNETS or classes not in AUTHORS_DATASETS or size % 32:
+        raise SystemExit(f"--compare-authors needs a ResNet backbone ({', '.join(RESNETS)}), --classes in "
+                         f"{sorted(AUTHORS_DATASETS)} (their datasets) and --size a multiple of 32; "
+                         f"got {backbone}, {classes}, {size}")
+    if not (Path(path) / "Models.py").is_file():
+        raise SystemExit(f"{path}: no Models.py; pass a checkout of ZhenxingZheng/attention-network")
     original = getattr(tvm, backbone)
     setattr(tvm, backbone, lambda *args, **kwargs: original(weights=None))
     sys.path.insert(0, path)
@@ -90,8 +121,9 @@ def authors_model(path: str, backbone: str, segments: int, hidden: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             models = importlib.import_module("Models")
-            return models.Spatial_TemporalNet(basemodel=backbone, dataset="hmdb", segment=segments,
-                                              attention_type="all", hidden_size=hidden)
+            return models.Spatial_TemporalNet(basemodel=backbone, dataset=AUTHORS_DATASETS[classes], segment=segments,
+                                              attention_type="all", hidden_size=hidden, img_dim=RESNETS[backbone],
+                                              kernel_size=size // 32)
     finally:
         setattr(tvm, backbone, original)
         sys.path.remove(path)
@@ -127,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     ours = our_step(runner, x, y, torch.optim.SGD(model.parameters(), **sgd), GLKALoss(), rt)
     steps = {"attnet": ours}
     if args.compare_authors:
-        theirs = authors_model(args.compare_authors, args.backbone, args.segments, args.hidden).to(device)
+        theirs = authors_model(args.compare_authors, args.backbone, args.segments, args.hidden, args.classes,
+                               args.size).to(device)
         steps["authors"] = authors_step(theirs, x, y, torch.optim.SGD(theirs.parameters(), **sgd))
 
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}), "
@@ -146,7 +179,14 @@ def main(argv: list[str] | None = None) -> None:
               f"steps: {' '.join(f'{v:.2f}' for v in t)})")
     if "authors" in times:
         ratio = statistics.median(times["authors"]) / statistics.median(times["attnet"])
-        print(f"speed-up of attnet over the authors' release: {ratio:.2f}x")
+        print(f"speed-up of attnet over the authors' release: {ratio:.2f}x (authors' median / ours)")
+
+    flops = step_flops(ours)
+    peak_dtype = runtime.AMP_DTYPES[args.amp] or torch.float32
+    peak = matmul_peak(device, peak_dtype)
+    achieved = flops / statistics.median(times["attnet"])
+    print(f"attnet train step: {flops / 1e9:.1f} GFLOP, {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f}% "
+          f"of the {str(peak_dtype).removeprefix('torch.')} matmul peak ({peak / 1e9:.1f} GFLOP/s, 4096^3, this run)")
 
     model.eval()
     with torch.no_grad(), rt.autocast():

@@ -4,10 +4,12 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
+from torchvision import tv_tensors
 
-from . import lists
+from . import lists, synthetic
 from .decoding import decode_frames, folder_num_frames, frame_count, open_video, read_frames, video_num_frames
 from .lists import DataError, VideoRecord
 from .sampling import eval_indices, train_indices
@@ -30,13 +32,20 @@ class ClipDataset(Dataset):
 
     Training items use random TSN offsets and the random crop/flip; other subsets use the
     deterministic offsets of `frame_indices` and the centre crop.
+
+    With `boxes_root`, items are (clip, label, boxes): the ground-truth actor boxes of the
+    sampled frames, float [T, 4] (or [clips, T, 4]) x0, y0, x1, y1 in the clip's pixels, read
+    from boxes_root/boxes/<class>/<name>.npy (the synthetic layout) and put through the same
+    resize, crop and flip as the frames.
     """
 
     def __init__(self, records: list[VideoRecord], classes: list[str], train: bool, segments: int = 12,
                  num_clips: int = 1, size: int = 224, resize: int | None = None,
                  frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
                  on_bad_video: str = "error", normalize: bool = True, hflip: bool = True,
-                 cache: bool = False) -> None:
+                 cache: bool = False, boxes_root: str | Path | None = None) -> None:
+        if boxes_root is not None and three_crop and not train:
+            raise ValueError("actor boxes with three-crop testing are not supported: set three_crop=False")
         if on_bad_video not in ("error", "skip"):
             raise ValueError(f"on_bad_video must be 'error' or 'skip', got {on_bad_video!r}")
         if segments < 1 or num_clips < 1:
@@ -60,6 +69,7 @@ class ClipDataset(Dataset):
         # Bad-video counts in shared memory: DataLoader workers (fork, spawn or forkserver) add to
         # the same storage, so the trainer can report an epoch's skips after the workers are gone.
         self._skipped = torch.zeros(_SKIP_SLOTS, dtype=torch.int64).share_memory_()
+        self.boxes_root = None if boxes_root is None else Path(boxes_root)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -105,7 +115,17 @@ class ClipDataset(Dataset):
         indices = pick(frame_count(decoder, record.path))
         return read_frames(decoder, record.path, indices.flatten()), indices
 
-    def _load(self, index: int) -> torch.Tensor:
+    def _boxes(self, index: int, indices: torch.Tensor, canvas: tuple[int, int]) -> list[tv_tensors.BoundingBoxes]:
+        """The actor boxes of the sampled frames, one BoundingBoxes [T, 4] per clip."""
+        path = self.records[index].path
+        boxes = synthetic.load_boxes(self.boxes_root, path.relative_to(self.boxes_root))
+        if len(boxes) <= int(indices.max()):
+            raise DataError(f"{path}: its box file has {len(boxes)} boxes, but frame {int(indices.max())} was sampled; "
+                            "regenerate the boxes with the video")
+        picked = torch.from_numpy(boxes[indices.numpy()].astype(np.float32))
+        return [tv_tensors.BoundingBoxes(b, format="XYXY", canvas_size=canvas) for b in picked]
+
+    def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self._frames is None:
             frames, indices = self._read(index, self._indices)
         else:                               # the same indices and frames as the uncached read
@@ -114,16 +134,24 @@ class ClipDataset(Dataset):
             video = self._frames[index]
             indices = self._indices(len(video))
             frames = video[indices.flatten()]
-        clips = torch.stack([self.transform(c) for c in frames.view(len(indices), self.segments, *frames.shape[1:])])
+        clips = frames.view(len(indices), self.segments, *frames.shape[1:])
+        boxes = None
+        if self.boxes_root is None:
+            clips = torch.stack([self.transform(c) for c in clips])
+        else:                                                # boxes take the frames' resize, crop and flip
+            pairs = [self.transform(c, b) for c, b in zip(clips, self._boxes(index, indices, frames.shape[-2:]))]
+            clips, boxes = torch.stack([c for c, _ in pairs]), torch.stack([b.as_subclass(torch.Tensor) for _, b in pairs])
+            boxes = boxes[0] if len(boxes) == 1 else boxes
         if self.three_crop:                                  # [clips, crops, T, ...] -> [clips*crops, T, ...]
             clips = clips.flatten(0, 1)
-        return clips[0] if len(clips) == 1 else clips
+        return clips[0] if len(clips) == 1 else clips, boxes
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple:
         for attempt in range(len(self.records)):
             i = (index + attempt) % len(self.records)
             try:
-                return self._load(i), self.records[i].label
+                clip, boxes = self._load(i)
+                return (clip, self.records[i].label) if boxes is None else (clip, self.records[i].label, boxes)
             except DataError as err:
                 if self.on_bad_video == "error":
                     raise
@@ -138,12 +166,13 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
                   list_file: str | Path | None = None, kinetics_csv: str | Path | None = None,
                   frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
                   on_bad_video: str = "error", normalize: bool = True, hflip: bool = True,
-                  cache: bool = False) -> ClipDataset:
+                  cache: bool = False, boxes: bool = False) -> ClipDataset:
     """A dataset by name, read from its official layout under `root` (see `attnet data layout`).
 
     UCF101 and HMDB51 have no validation split: "val" reads the test list of `split`.
     hflip=False turns off the training flip (the synthetic classes include left vs right).
     cache=True keeps each decoded video in memory after its first read (small datasets, workers=0).
+    boxes=True adds each frame's ground-truth actor box to the items (root/boxes/, as the synthetic dataset has).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
@@ -171,6 +200,7 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
     if not records:
         raise DataError(f"{root}: no videos for {name} split {split} subset {subset!r}; see `attnet data check`")
     dataset = ClipDataset(records, classes, subset == "train", segments, num_clips, size, resize,
-                          frame_template, frame_start, three_crop, on_bad_video, normalize, hflip, cache)
+                          frame_template, frame_start, three_crop, on_bad_video, normalize, hflip, cache,
+                          boxes_root=root if boxes else None)
     dataset.missing = missing
     return dataset

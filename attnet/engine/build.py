@@ -31,6 +31,7 @@ def build_datasets(cfg: Config, subsets: tuple[str, ...], root: Path) -> dict[st
                               num_clips=1 if subset == "val" else d.num_clips, size=d.size, resize=d.resize,
                               list_file=lists[subset], frame_template=d.frame_template, frame_start=d.frame_start,
                               three_crop=d.three_crop and subset == "test", hflip=d.hflip, cache=d.cache,
+                              boxes="oracle" in cfg.model.streams,
                               # val / test: predict leaves bad videos out; only training substitutes
                               on_bad_video=d.on_bad_video if subset == "train" else "error")
         for subset in subsets

@@ -19,7 +19,7 @@ from .record import write_csv
 
 
 class _Indexed(Dataset):
-    """(clip, label, index): the index lets gathered predictions drop the sampler's padding.
+    """(clip, label[, boxes], index): the index lets gathered predictions drop the sampler's padding.
     With `skip`, an unreadable video gives clip None (dropped by `_collate`) instead of another
     video's clip: evaluation scores only the videos it read."""
 
@@ -31,19 +31,19 @@ class _Indexed(Dataset):
 
     def __getitem__(self, i: int):
         try:
-            clip, label = self.dataset[i]
+            item = self.dataset[i]
         except DataError as err:
             if not self.skip:
                 raise
             warnings.warn(f"skipped bad video (left out of the metrics): {err}", stacklevel=2)
             return None, -1, i
-        return clip, label, i
+        return (*item, i)
 
 
 def _collate(items):
     """(clips, labels, indices) of the videos read, and the indices of those skipped."""
     read = [item for item in items if item[0] is not None]
-    return (default_collate(read) if read else None), [item[2] for item in items if item[0] is None]
+    return (default_collate(read) if read else None), [item[-1] for item in items if item[0] is None]
 
 
 @torch.no_grad()
@@ -65,12 +65,13 @@ def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: runtime
     for batch_read, _ in loader:
         if batch_read is None:                        # every video of the batch was skipped
             continue
-        clips, labels, indices = batch_read
+        clips, labels, *boxes, indices = batch_read   # boxes: only for the oracle stream
         clips = clips.to(info.device, non_blocking=True)
         multi = clips.dim() == 6                      # [B, clips, T, 3, H, W]
         b, n = clips.shape[0], clips.shape[1] if multi else 1
+        boxes = [bx.to(info.device, non_blocking=True).flatten(0, int(multi)) for bx in boxes]
         with info.autocast():
-            out = model(clips.flatten(0, 1) if multi else clips)
+            out = model(clips.flatten(0, 1) if multi else clips, *boxes)
         scores = {"fused": out.logits, **out.stream_logits}
         scores = {k: v.float().view(b, n, -1).mean(1).cpu() for k, v in scores.items()}
         for j in range(b):

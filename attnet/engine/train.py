@@ -100,11 +100,11 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, in
     sums = None                            # [parts + streams] on the device: n-weighted losses, hits
     seen = 0
     progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.optim.epochs}", cfg.run.log_every, info.is_main)
-    for step, (clips, labels) in enumerate(loader):
+    for step, (clips, labels, *boxes) in enumerate(loader):   # boxes: only for the oracle stream
         clips = clips.to(info.device, non_blocking=True)
         labels = labels.to(info.device, non_blocking=True)
         with info.autocast():
-            out = model(clips)
+            out = model(clips, *(b.to(info.device, non_blocking=True) for b in boxes))
         loss, parts = criterion(out, labels)   # in float32: the logits are upcast by the loss
         if not torch.isfinite(loss):
             values = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
@@ -161,7 +161,7 @@ def fit(cfg: Config) -> Path:
     if len(train_loader) == 0:
         raise ValueError(f"data.batch_size={cfg.data.batch_size} exceeds the {len(train_loader.sampler)} training "
                          f"videos per process: no full batch to train on; lower data.batch_size")
-    criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
+    criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin, detach_gp=cfg.model.ga_detach_gp)
     optimizer = build_optimizer(cfg, model)
     schedule = cosine(cfg.optim.epochs) if cfg.optim.schedule == "cosine" else (lambda e: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -6,10 +6,14 @@ Data flows one way:
       GP: g = mean_i f_i                                   -> TemporalHead_gp([g])        -> z_gp
       SA: v_sa = sum_i softmax(alpha*s_i + beta) f_i        -> TemporalHead_sa([g ; v_sa]) -> z_sa
       LA: v_la = sum_i softmax(e_i) f_i                     -> TemporalHead_la([g ; v_la]) -> z_la
+      oracle: v = sum_i coverage_i(actor box) f_i           -> TemporalHead_oracle([g ; v]) -> z_oracle
     fused z = mean_S z_S   (or log mean_S softmax(z_S) with score_fusion="probs")
 
 [g ; v] is the fusion layer (global + local knowledge); without it an attention stream
 feeds v alone. Each stream has its own temporal model and classifier.
+
+Under autocast the backbone and the pooling run in the autocast dtype and the temporal
+heads in float32, so the logits are float32.
 """
 from __future__ import annotations
 
@@ -20,11 +24,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .attention import build_attention
+from .attention import STREAMS, build_attention
 from .backbones import build_backbone
 from .temporal import TemporalHead
-
-STREAMS = ("gp", "sa", "la")
 
 
 @dataclass
@@ -38,14 +40,15 @@ class GLKAOutput:
 
 class GLKANet(nn.Module):
     def __init__(self, num_classes: int, backbone: str = "resnet34", pretrained: str | None = None,
-                 streams: Sequence[str] = STREAMS, fusion_layer: bool = True, temporal: str = "sru",
+                 streams: Sequence[str] = ("gp", "sa", "la"), fusion_layer: bool = True, temporal: str = "sru",
                  hidden_size: int = 1024, num_layers: int = 3, dropout: float = 0.5,
                  score_fusion: str = "logits") -> None:
         super().__init__()
         streams = tuple(streams)
         unknown = [s for s in streams if s not in STREAMS]
         if not streams or unknown or len(set(streams)) != len(streams):
-            raise ValueError(f"streams must be a non-empty subset of {STREAMS} without repeats, got {streams}")
+            raise ValueError(f"streams must be a non-empty subset of ({', '.join(STREAMS)}) without repeats, "
+                             f"got {streams}")
         if score_fusion not in ("logits", "probs"):
             raise ValueError(f"score_fusion must be 'logits' or 'probs', got {score_fusion!r}")
         self.streams = tuple(s for s in STREAMS if s in streams)   # canonical order
@@ -68,10 +71,15 @@ class GLKANet(nn.Module):
             head.fc = nn.Linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
         self.num_classes = num_classes
 
-    def forward(self, x: Tensor) -> GLKAOutput:
+    def forward(self, x: Tensor, boxes: Tensor | None = None) -> GLKAOutput:
+        """x [B, T, 3, H, W]; boxes [B, T, 4] (x0, y0, x1, y1 in x's pixels), needed by the oracle only."""
         if x.dim() != 5 or x.shape[2] != 3:
             raise ValueError(f"expected a clip batch [B, T, 3, H, W], got shape {tuple(x.shape)}")
         batch, steps = x.shape[:2]
+        if "oracle" in self.streams and (boxes is None or boxes.shape != (batch, steps, 4)):
+            got = "none" if boxes is None else f"shape {tuple(boxes.shape)}"
+            raise ValueError(f"the oracle stream needs the actor boxes [B, T, 4] = [{batch}, {steps}, 4], got {got}: "
+                             "build the dataset with boxes=True (data with ground-truth boxes, e.g. synthetic)")
         feats = self.backbone(x.flatten(0, 1))
 
         needs_global = "gp" in self.streams or self.fusion_layer
@@ -81,7 +89,8 @@ class GLKANet(nn.Module):
             if s == "gp":
                 v = g
             else:
-                pooled, weights = self.pool[s](feats)
+                pooled, weights = self.pool[s](feats, boxes.flatten(0, 1), x.shape[-2:]) if s == "oracle" \
+                    else self.pool[s](feats)
                 out.attention[s] = weights.view(batch, steps, *weights.shape[1:])
                 v = torch.cat([g, pooled], dim=1) if self.fusion_layer else pooled
             out.stream_logits[s] = self.temporal[s](v.view(batch, steps, -1))

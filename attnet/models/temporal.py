@@ -19,6 +19,7 @@ runs over all steps at once.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -125,30 +126,42 @@ class _TorchRNN(nn.Module):
         return self.rnn(x)[0]
 
 
+def _rnn(cell: type[nn.RNNBase]) -> Callable[..., tuple[nn.Module, int]]:
+    return lambda input_size, hidden_size, num_layers, dropout: (
+        _TorchRNN(cell, input_size, hidden_size, num_layers, dropout), hidden_size)
+
+
+# name -> builder(input_size, hidden_size, num_layers, dropout) -> (module [B, T, D] -> [B, T, H'], H')
+TEMPORAL_MODELS: dict[str, Callable[[int, int, int, float], tuple[nn.Module, int]]] = {
+    "sru": lambda input_size, hidden_size, num_layers, dropout: (
+        SRU(input_size, hidden_size, num_layers, dropout), hidden_size),
+    "lstm": _rnn(nn.LSTM),
+    "gru": _rnn(nn.GRU),
+    "mean": lambda input_size, hidden_size, num_layers, dropout: (nn.Identity(), input_size),  # no recurrence
+}
+
+
 class TemporalHead(nn.Module):
     """Temporal model + per-step dropout and linear classifier, averaged over steps.
 
     The classifier is linear, so the mean over steps of fc(dropout(h_t)) is computed as
     fc(mean_t dropout(h_t)): the same numbers with one matmul instead of T.
+
+    The head always runs in float32, autocast or not: a recurrence accumulates its state over
+    the steps, where bf16's 8-bit mantissa would lose it (and the SRU's gates would mix dtypes).
     """
 
     def __init__(self, kind: str, input_size: int, num_classes: int, hidden_size: int = 1024,
                  num_layers: int = 3, dropout: float = 0.5) -> None:
         super().__init__()
+        if kind not in TEMPORAL_MODELS:
+            raise ValueError(f"unknown temporal model {kind!r}: choose from {', '.join(TEMPORAL_MODELS)}")
         self.kind = kind
-        if kind == "sru":
-            self.rnn = SRU(input_size, hidden_size, num_layers, dropout)
-        elif kind in ("lstm", "gru"):
-            cell = nn.LSTM if kind == "lstm" else nn.GRU
-            self.rnn = _TorchRNN(cell, input_size, hidden_size, num_layers, dropout)
-        elif kind == "mean":
-            self.rnn = nn.Identity()   # temporal mean pooling: no recurrence
-            hidden_size = input_size
-        else:
-            raise ValueError(f"unknown temporal model {kind!r}: choose from 'sru', 'lstm', 'gru', 'mean'")
+        self.rnn, out_size = TEMPORAL_MODELS[kind](input_size, hidden_size, num_layers, dropout)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(hidden_size, num_classes)
+        self.fc = nn.Linear(out_size, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x [B, T, D] -> logits [B, K]."""
-        return self.fc(self.dropout(self.rnn(x)).mean(dim=1))
+        """x [B, T, D] -> logits [B, K] (float32)."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self.fc(self.dropout(self.rnn(x.float())).mean(dim=1))

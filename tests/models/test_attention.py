@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from attnet.models.attention import GlobalPooling, LearnedAttention, StatisticAttention
+from attnet.models.attention import (STREAMS, GlobalPooling, LearnedAttention, OracleAttention, StatisticAttention,
+                                     build_attention)
 
 # positions in row-major order: f_0 = (1, 0), f_1 = (0, 1), f_2 = (2, 2), f_3 = (0, 0)
 POSITIONS = [(1.0, 0.0), (0.0, 1.0), (2.0, 2.0), (0.0, 0.0)]
@@ -72,3 +73,48 @@ def test_weights_sum_to_one_and_channels_last_agrees(module):
     assert torch.allclose(weights.sum(dim=(1, 2)), torch.ones(3))
     pooled_cl, weights_cl = module(feats.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(pooled, pooled_cl, atol=1e-6) and torch.allclose(weights, weights_cl)
+
+
+def test_oracle_weights_are_the_box_coverage_by_hand():
+    """64 px, 4x4 map (16 px cells): x 16..48 covers columns 1 and 2 fully; y 16..36 covers row 1
+    fully and 4/16 of row 2. Coverage 1, 1, 0.25, 0.25 over a total of 2.5."""
+    feats = torch.randn(1, 3, 4, 4)
+    pooled, weights = OracleAttention()(feats, torch.tensor([[16, 16, 48, 36]]), (64, 64))
+    expected = torch.zeros(4, 4)
+    expected[1, 1] = expected[1, 2] = 0.4
+    expected[2, 1] = expected[2, 2] = 0.1
+    torch.testing.assert_close(weights[0], expected)
+    assert weights.sum().item() == pytest.approx(1.0)
+    torch.testing.assert_close(pooled[0], (feats[0] * expected).sum(dim=(1, 2)))
+
+
+def test_oracle_coverage_on_a_non_square_input():
+    """48 x 96 px (H x W), 2x4 map: cells 24 x 24 px; the box x 12..36, y 0..24 covers half of
+    cells (0, 0) and (0, 1)."""
+    weights = OracleAttention()(torch.randn(1, 2, 2, 4), torch.tensor([[12, 0, 36, 24]]), (48, 96))[1]
+    expected = torch.zeros(2, 4)
+    expected[0, 0] = expected[0, 1] = 0.5
+    torch.testing.assert_close(weights[0], expected)
+
+
+@pytest.mark.parametrize("box", [[0, 0, 0, 0], [70, 70, 90, 90], [30, 10, 20, 40]],
+                         ids=["empty", "outside", "inverted"])
+def test_oracle_box_covering_nothing_gives_uniform(box):
+    feats = torch.randn(2, 3, 4, 4)
+    boxes = torch.tensor([box, [0, 0, 64, 64]])          # the whole image is uniform too
+    pooled, weights = OracleAttention()(feats, boxes, (64, 64))
+    torch.testing.assert_close(weights, torch.full((2, 4, 4), 1 / 16))
+    torch.testing.assert_close(pooled, feats.mean(dim=(2, 3)))
+
+
+def test_oracle_needs_one_box_per_frame():
+    with pytest.raises(ValueError, match=r"expected boxes \[2, 4\]"):
+        OracleAttention()(torch.randn(2, 3, 4, 4), torch.zeros(3, 4), (64, 64))
+
+
+def test_stream_registry_builds_every_stream_and_names_them_in_errors():
+    assert list(STREAMS) == ["gp", "sa", "la", "oracle"]
+    kinds = {name: type(build_attention(name, 8)) for name in STREAMS}
+    assert kinds == {"gp": GlobalPooling, "sa": StatisticAttention, "la": LearnedAttention, "oracle": OracleAttention}
+    with pytest.raises(ValueError, match="unknown stream 'xx': choose from gp, sa, la, oracle"):
+        build_attention("xx", 8)

@@ -140,3 +140,37 @@ def test_local_pretrained_file_in_torchvision_layout(tmp_path):
     torch.testing.assert_close(net[7][1].bn2.running_var, reference.layer4[1].bn2.running_var)
     with pytest.raises(FileNotFoundError, match="missing.pth: pretrained weights file not found"):
         build_backbone("resnet18", str(tmp_path / "missing.pth"))
+
+
+def test_registries_are_importable_and_list_the_names():
+    from attnet.models import BACKBONES, STREAMS, TEMPORAL_MODELS
+    assert list(BACKBONES) == ["resnet18", "resnet34", "resnet50", "tiny"]
+    assert list(STREAMS) == ["gp", "sa", "la", "oracle"]
+    assert list(TEMPORAL_MODELS) == ["sru", "lstm", "gru", "mean"]
+    with pytest.raises(ValueError, match="choose from resnet18, resnet34, resnet50, tiny"):
+        build_backbone("vgg")
+
+
+def test_oracle_stream_attends_to_the_box_and_joins_the_ga_loss():
+    """tiny backbone at 64 px: 4x4 maps of 16 px cells; the box covers cells (0, 0) and (0, 1)."""
+    model = small(("gp", "oracle")).eval()
+    x = torch.randn(2, 3, 3, 64, 64)
+    boxes = torch.tensor([0, 0, 32, 16]).expand(2, 3, 4)
+    out = model(x, boxes)
+    expected = torch.zeros(4, 4)
+    expected[0, :2] = 0.5
+    torch.testing.assert_close(out.attention["oracle"], expected.expand(2, 3, 4, 4))
+    feats = model.backbone(x.flatten(0, 1))
+    v = torch.cat([feats.mean(dim=(2, 3)), feats[:, :, 0, :2].mean(-1)], 1)
+    torch.testing.assert_close(out.stream_logits["oracle"], model.temporal["oracle"](v.view(2, 3, -1)))
+    assert model.temporal["oracle"].rnn.layers[0].input_size == 2 * 128      # fusion layer [g ; v]
+    _, parts = GLKALoss()(out, torch.tensor([0, 1]))
+    assert set(parts) == {"ce", "ga_oracle"}
+
+
+def test_oracle_without_boxes_is_a_clear_error():
+    model = small(("oracle",))
+    with pytest.raises(ValueError, match=r"oracle stream needs the actor boxes \[B, T, 4\] = \[1, 2, 4\], got none"):
+        model(torch.randn(1, 2, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"got shape \(1, 4\)"):
+        model(torch.randn(1, 2, 3, 64, 64), torch.zeros(1, 4))

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from attnet.models.temporal import SRU, TemporalHead
+from attnet.models.temporal import SRU, TEMPORAL_MODELS, TemporalHead
 
 
 def reference_pair(sru_package, input_size, hidden, layers=3, dropout=0.5):
@@ -72,3 +72,23 @@ def test_head_is_mean_over_steps_of_per_step_scores(kind):
 def test_unknown_temporal_model():
     with pytest.raises(ValueError, match="unknown temporal model 'tcn'"):
         TemporalHead("tcn", 8, 5)
+
+
+def test_temporal_registry_names_and_output_widths():
+    assert list(TEMPORAL_MODELS) == ["sru", "lstm", "gru", "mean"]
+    widths = {kind: TemporalHead(kind, 8, 5, hidden_size=12).fc.in_features for kind in TEMPORAL_MODELS}
+    assert widths == {"sru": 12, "lstm": 12, "gru": 12, "mean": 8}
+    with pytest.raises(ValueError, match="choose from sru, lstm, gru, mean"):
+        TemporalHead("tcn", 8, 5)
+
+
+@pytest.mark.parametrize("kind", ["sru", "lstm", "gru"])
+def test_head_runs_in_float32_under_autocast(kind):
+    """Under bf16 autocast the head gives the fp32 result bit for bit: autocast is off inside."""
+    torch.manual_seed(0)
+    head = TemporalHead(kind, 8, num_classes=5, hidden_size=12, num_layers=2).eval()
+    x = torch.randn(3, 4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = head(x.bfloat16())
+    assert low.dtype == torch.float32
+    assert torch.equal(low, head(x.bfloat16().float()))
