@@ -45,6 +45,8 @@ class DataConfig:
     frame_start: int = 1
     on_bad_video: str = "error"         # error | skip
     cache: bool = False                 # keep decoded videos in memory after the first epoch (needs workers=0)
+    val_fraction: float = 0.1           # UCF101 / HMDB51: validation held out of the training list (0: none, test the last epoch)
+    select_on_test: bool = False        # UCF101 / HMDB51: the authors' protocol, best epoch chosen on the test list
     synthetic: dict = field(default_factory=dict)   # generator arguments (attnet.data.synthetic.generate)
 
 
@@ -204,6 +206,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
     if cfg.data.split not in (1, 2, 3):
         raise ConfigError(f"data.split: must be 1, 2 or 3, got {cfg.data.split}")
+    if not 0 <= cfg.data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction: must be in [0, 1), got {cfg.data.val_fraction}")
     if cfg.data.cache and cfg.data.workers:
         raise ConfigError(f"data.cache: the cache lives in the main process, so it needs data.workers=0 "
                           f"(got {cfg.data.workers})")

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from attnet.config import Config
 from attnet.data import build_loader
+from attnet.data.datasets import has_validation
 from attnet.losses import GLKALoss
 
 from . import checkpoint, distributed
@@ -68,7 +69,17 @@ def _summary(cfg: Config) -> dict:
     m = cfg.model
     return {"dataset": cfg.data.name, "backbone": m.backbone, "streams": "+".join(m.streams),
             "fusion_layer": m.fusion_layer, "temporal": m.temporal, "ga_reg": m.ga_reg,
-            "segments": cfg.data.segments, "num_clips": cfg.data.num_clips, "seed": cfg.run.seed}
+            "segments": cfg.data.segments, "num_clips": cfg.data.num_clips, "seed": cfg.run.seed,
+            "selection": _selection(cfg)}
+
+
+def _selection(cfg: Config) -> str:
+    """How the tested checkpoint was chosen: "val", "test" (the authors' protocol on UCF101 /
+    HMDB51: the reported number was selected on the test set) or "last epoch" (no val set)."""
+    d = cfg.data
+    if d.name in ("ucf101", "hmdb51") and d.select_on_test:
+        return "test"
+    return "val" if has_validation(d.name, d.val_fraction, d.select_on_test) else "last epoch"
 
 
 def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
@@ -191,7 +202,7 @@ def fit(cfg: Config) -> Path:
         skipped = data["train"].reset_skipped()
         if skipped and info.is_main:
             print(f"epoch {epoch + 1}: {skipped} bad videos skipped (data.on_bad_video=skip)")
-        if (epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
+        if "val" in data and ((epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.optim.epochs):
             labels, scores, _ = predict(model, data["val"], cfg, info, desc="val")
             row["val_top1"] = topk_accuracy(scores["fused"], labels, 1)
             row |= {f"val_{s}_top1": topk_accuracy(scores[s], labels, 1) for s in model.streams}
@@ -213,6 +224,7 @@ def fit(cfg: Config) -> Path:
         distributed.barrier(info)
 
     test = build_datasets(cfg, ("test",), root)["test"]
+    # no validation set: no best.pt, the last epoch is tested
     best = checkpoint.load(ckpt_dir / "best.pt") if (ckpt_dir / "best.pt").is_file() else None
     if best is not None:
         model.load_state_dict(best["model"])
