@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,9 @@ from typing import Any, Sequence
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+PRESET_PATH = "ATTNET_PRESET_PATH"     # more preset folders (os.pathsep-separated), searched after configs/
 
 
 class ConfigError(ValueError):
@@ -226,8 +230,15 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _preset_file(name: str) -> Path:
+    """configs/<name>.yaml, else the first <folder>/<name>.yaml of $ATTNET_PRESET_PATH (which
+    `attnet reproduce --preset my.yaml` sets, so that its notebooks load the file by name)."""
+    folders = [CONFIG_DIR] + [Path(d) for d in os.environ.get(PRESET_PATH, "").split(os.pathsep) if d]
+    return next((d / f"{name}.yaml" for d in folders if (d / f"{name}.yaml").is_file()), CONFIG_DIR / f"{name}.yaml")
+
+
 def _preset_chain(preset: str | Path, seen: tuple = ()) -> list[tuple[Path, dict]]:
-    path = Path(preset) if str(preset).endswith((".yaml", ".yml")) else CONFIG_DIR / f"{preset}.yaml"
+    path = Path(preset) if str(preset).endswith((".yaml", ".yml")) else _preset_file(preset)
     if not path.is_file():
         raise ConfigError(f"unknown preset {str(preset)!r}: choose from {', '.join(presets())} or give a .yaml path")
     data = _read_yaml(path)

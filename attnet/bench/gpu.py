@@ -60,13 +60,13 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
-def precision_curves(cfg, device: torch.device, batches) -> tuple[dict, int]:
+def precision_curves(cfg, device: torch.device, batches, num_classes: int) -> tuple[dict, int]:
     """{"fp32"|"bf16": (losses, step times)} of STEPS SGD steps from the same initial weights on
     the same batches (dropout drawn alike), and the FLOPs of one train step."""
     from attnet.engine.build import build_model, build_optimizer
     criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
     torch.manual_seed(cfg.run.seed)
-    initial = build_model(cfg, len(batches[0][2]), device)
+    initial = build_model(cfg, num_classes, device)
     results = {}
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         model = copy.deepcopy(initial)
@@ -84,10 +84,10 @@ def precision_curves(cfg, device: torch.device, batches) -> tuple[dict, int]:
             optimizer.step()
             losses.append(loss.item())
         for i in range(STEPS):
-            x, y, _ = batches[i % len(batches)]
+            x, y = batches[i % len(batches)]
             times.append(timed(lambda: step(x, y), device))
         results[name] = (losses, times[1:])          # the first step pays for allocation and autotuning
-    x, y, _ = batches[0]
+    x, y = batches[0]
     with FlopCounterMode(display=False) as counter:
         loss, _ = criterion(initial(x), y)
         loss.backward()
@@ -165,54 +165,78 @@ def two_process_run(tmp: Path) -> list[str]:
             f"test top-1 {final['test']['top1']:.1f} %"]
 
 
-def report(args: argparse.Namespace, tmp: Path) -> str:
+def report(args: argparse.Namespace, tmp: Path) -> tuple[str, int]:
+    """(the report in Markdown, how many of its parts failed)."""
     device = torch.device(args.device)
     quick = int(args.quick)
     overrides = SIZES["model"][quick] + ["model.pretrained=null", "data.workers=0", f"run.device={device}"]
     overrides += [f"model.temporal={args.temporal}"] if args.temporal else []
     cfg = load_config("_paper", overrides)
     d, m = cfg.data, cfg.model
-    classes = list(range(51))
+    classes = 51                                     # HMDB51's
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(d.batch_size, d.segments, 3, d.size, d.size, generator=g).to(device),
-                torch.randint(0, len(classes), (d.batch_size,), generator=g).to(device), classes) for _ in range(4)]
+                torch.randint(0, classes, (d.batch_size,), generator=g).to(device)) for _ in range(4)]
     lines = [f"# GPU readiness report: {device_label(device)}", "",
              f"torch {torch.__version__}, {'--quick (toy sizes)' if quick else 'paper sizes'}; model {m.backbone}, "
              f"T={d.segments}, {d.size} px, batch {d.batch_size}, temporal {m.temporal}, hidden {m.hidden_size}, "
-             f"pretrained None, {len(classes)} classes; generated clips (4 batches, cycled)", ""]
+             f"pretrained None, {classes} classes; generated clips (4 batches, cycled)", ""]
 
-    curves, flops = precision_curves(cfg, device, batches)
-    (fp32, t32), (bf16, t16) = curves["fp32"], curves["bf16"]
-    step32, step16 = statistics.median(t32), statistics.median(t16)
-    lines += [f"## 1. fp32 vs bf16: {STEPS} steps, same initial weights, same batches", "",
-              "| step | fp32 loss | bf16 loss | difference |", "|---|---|---|---|"]
-    lines += [f"| {i + 1} | {a:.4f} | {b:.4f} | {b - a:+.4f} |" for i, (a, b) in enumerate(zip(fp32, bf16))]
-    lines += ["", f"- median step time: fp32 {step32 * 1e3:.1f} ms, bf16 {step16 * 1e3:.1f} ms "
-                  f"(bf16 {step32 / step16:.2f}x faster)",
-              f"- loss over the {STEPS} steps: fp32 {fp32[0]:.4f} -> {fp32[-1]:.4f}, bf16 {bf16[0]:.4f} -> {bf16[-1]:.4f}",
-              ""]
+    found: dict[str, float] = {}                    # figures later sections compare against
 
-    peak = matmul_peak(device, SIZES["matmul"][quick])
-    lines += ["## 2. Model FLOPs utilisation", "",
-              f"- one train step (forward + backward, batch {d.batch_size}): {flops / 1e9:.1f} GFLOP "
-              "(FlopCounterMode: matmuls and convolutions)",
-              f"- measured bf16 peak ({SIZES['matmul'][quick]}^2 matmul): {peak / 1e12:.3g} TFLOP/s",
-              f"- achieved: bf16 {flops / step16 / 1e12:.3g} TFLOP/s, MFU {100 * flops / step16 / peak:.3g} %; "
-              f"fp32 {flops / step32 / 1e12:.3g} TFLOP/s ({100 * flops / step32 / peak:.3g} % of the bf16 peak)", ""]
+    def precisions() -> list[str]:
+        curves, found["flops"] = precision_curves(cfg, device, batches, classes)
+        (fp32, t32), (bf16, t16) = curves["fp32"], curves["bf16"]
+        found["step32"], found["step16"] = statistics.median(t32), statistics.median(t16)
+        rows = [f"| {i + 1} | {a:.4f} | {b:.4f} | {b - a:+.4f} |" for i, (a, b) in enumerate(zip(fp32, bf16))]
+        return ["| step | fp32 loss | bf16 loss | difference |", "|---|---|---|---|", *rows, "",
+                f"- median step time: fp32 {found['step32'] * 1e3:.1f} ms, bf16 {found['step16'] * 1e3:.1f} ms "
+                f"(bf16 {found['step32'] / found['step16']:.2f}x faster)",
+                f"- loss over the {STEPS} steps: fp32 {fp32[0]:.4f} -> {fp32[-1]:.4f}, "
+                f"bf16 {bf16[0]:.4f} -> {bf16[-1]:.4f}"]
+
+    def utilisation() -> list[str]:
+        if "step16" not in found:
+            raise RuntimeError("needs the step times of part 1")
+        flops, step16, step32 = found["flops"], found["step16"], found["step32"]
+        peak = matmul_peak(device, SIZES["matmul"][quick])
+        return [f"- one train step (forward + backward, batch {d.batch_size}): {flops / 1e9:.1f} GFLOP "
+                "(FlopCounterMode: matmuls and convolutions)",
+                f"- measured bf16 peak ({SIZES['matmul'][quick]}^2 matmul): {peak / 1e12:.3g} TFLOP/s",
+                f"- achieved: bf16 {flops / step16 / 1e12:.3g} TFLOP/s, MFU {100 * flops / step16 / peak:.3g} %; "
+                f"fp32 {flops / step32 / 1e12:.3g} TFLOP/s ({100 * flops / step32 / peak:.3g} % of the bf16 peak)"]
 
     count, frames = SIZES["videos"][quick]
-    rates = loader_rates(cfg, write_videos(tmp / "videos", count, frames), SIZES["workers"][quick])
-    consumed = d.batch_size / step16
-    lines += [f"## 3. Data loader vs train step ({count} generated 320x240 H.264 videos of {frames} frames, "
-              f"T={d.segments}, {d.size} px)", "", "| workers | clips/s | vs bf16 step |", "|---|---|---|"]
-    lines += [f"| {n} | {r:.1f} | {r / consumed:.2f}x |" for n, r in rates.items()]
-    best = max(rates, key=rates.get)
-    lines += ["", f"- the bf16 train step consumes {consumed:.1f} clips/s; the loader is "
-                  f"{'ahead' if rates[best] >= consumed else 'BEHIND'} at its best ({best} workers)", ""]
 
-    lines += ["## 4. fit + evaluate + resume (synthetic-smoke)", ""] + fit_evaluate_resume(device, tmp) + [""]
-    lines += ["## 5. Two processes (torchrun)", ""] + two_process_run(tmp) + [""]
-    return "\n".join(lines)
+    def loading() -> list[str]:
+        rates = loader_rates(cfg, write_videos(tmp / "videos", count, frames), SIZES["workers"][quick])
+        if "step16" not in found:
+            return [f"- workers {n}: {r:.1f} clips/s" for n, r in rates.items()] + ["- no bf16 step time to compare"]
+        consumed = d.batch_size / found["step16"]
+        best = max(rates, key=rates.get)
+        return ["| workers | clips/s | vs bf16 step |", "|---|---|---|",
+                *[f"| {n} | {r:.1f} | {r / consumed:.2f}x |" for n, r in rates.items()], "",
+                f"- the bf16 train step consumes {consumed:.1f} clips/s; the loader is "
+                f"{'ahead' if rates[best] >= consumed else 'BEHIND'} at its best ({best} workers)"]
+
+    sections = [
+        (f"1. fp32 vs bf16: {STEPS} steps, same initial weights, same batches", precisions),
+        ("2. Model FLOPs utilisation", utilisation),
+        (f"3. Data loader vs train step ({count} generated 320x240 H.264 videos of {frames} frames, "
+         f"T={d.segments}, {d.size} px)", loading),
+        ("4. fit + evaluate + resume (synthetic-smoke)", lambda: fit_evaluate_resume(device, tmp)),
+        ("5. Two processes (torchrun)", lambda: two_process_run(tmp)),
+    ]
+    failed = 0
+    for title, make in sections:                  # a failing part is reported and the others still run
+        lines += [f"## {title}", ""]
+        try:
+            lines += make()
+        except Exception as err:
+            failed += 1
+            lines += [f"- FAILED: {type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"]
+        lines += [""]
+    return "\n".join(lines), failed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -225,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None, help="report path (default: results/gpu_report_<device>.md)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory() as tmp:
-        text = report(args, Path(tmp))
+        text, failed = report(args, Path(tmp))
     out = Path(args.out or f"results/gpu_report_{slug(device_label(torch.device(args.device)))}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".tmp")
@@ -233,3 +257,5 @@ def main(argv: list[str] | None = None) -> None:
     os.replace(partial, out)
     print(text)
     print(f"\nwritten to {out}")
+    if failed:
+        raise SystemExit(f"{failed} part(s) of the report FAILED; see {out}")

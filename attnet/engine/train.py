@@ -209,7 +209,8 @@ def fit(cfg: Config) -> Path:
         scheduler.step()
         row["seconds"] = time.perf_counter() - tic
         rows.append(row)
-        improved = row.get("val_top1", -1.0) > best_top1
+        # without a val set, best.pt is the last epoch's: what is tested, and what notebooks load
+        improved = row.get("val_top1", -1.0) > best_top1 if "val" in data else epoch + 1 == cfg.optim.epochs
         best_top1 = max(best_top1, row.get("val_top1", -1.0))
         if info.is_main:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -224,7 +225,6 @@ def fit(cfg: Config) -> Path:
         distributed.barrier(info)
 
     test = build_datasets(cfg, ("test",), root)["test"]
-    # no validation set: no best.pt, the last epoch is tested
     best = checkpoint.load(ckpt_dir / "best.pt") if (ckpt_dir / "best.pt").is_file() else None
     if best is not None:
         model.load_state_dict(best["model"])
