@@ -9,8 +9,8 @@ Five parts, printed as one Markdown report and written to results/gpu_report_<de
    batches: the two loss curves side by side and the step time of each;
 2. model FLOPs utilisation: FLOPs of one train step (torch.utils.flop_counter) per bf16 step
    time, against the bf16 matmul peak measured in this run;
-3. DataLoader clips/s at N workers on generated 320x240 H.264 videos, against what the bf16
-   train step consumes;
+3. DataLoader clips/s at N workers on generated 320x240 H.264 videos (keyframe every 12
+   frames), against what the bf16 train step consumes;
 4. one short `fit` on a tiny generated dataset, `evaluate` of its checkpoint, and a resume;
 5. a 2-process torchrun run when two GPUs are visible (skipped, saying so, otherwise).
 """
@@ -40,6 +40,7 @@ from .data import loader_rate, smooth_frames
 from .model import timed
 
 STEPS = 20
+LOADER_BATCHES = 12                                  # batches per DataLoader measurement
 # (paper size, --quick size) of every knob the report sizes
 SIZES = {
     "model": (["model.backbone=resnet34", "data.segments=12", "data.size=224", "data.batch_size=16"],
@@ -102,14 +103,16 @@ def matmul_peak(device: torch.device, n: int, repeats: int = 10) -> float:
     return 2 * n ** 3 / min(timed(lambda: a @ b, device) for _ in range(repeats))
 
 
-def write_videos(folder: Path, count: int, frames: int) -> Path:
-    """`count` 320x240, 25 fps H.264 videos and a `train.txt` listing each 4 times."""
+def write_videos(folder: Path, count: int, frames: int, repeats: int) -> Path:
+    """`count` 320x240, 25 fps H.264 videos with a keyframe every 12 frames (as FFmpeg writes
+    UCF101 / HMDB51's MPEG-4), and a `train.txt` listing each `repeats` times."""
     from torchcodec.encoders import VideoEncoder
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for i in range(count):
-        VideoEncoder(smooth_frames(frames), frame_rate=25).to_file(str(folder / f"v{i}.mp4"), codec="libx264", crf=23)
-        lines += [f"v{i}.mp4 {i % 2}"] * 4
+        VideoEncoder(smooth_frames(frames), frame_rate=25).to_file(str(folder / f"v{i}.mp4"), codec="libx264", crf=23,
+                                                                    extra_options={"g": "12"})
+        lines += [f"v{i}.mp4 {i % 2}"] * repeats
     (folder / "train.txt").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -209,7 +212,8 @@ def report(args: argparse.Namespace, tmp: Path) -> tuple[str, int]:
     count, frames = SIZES["videos"][quick]
 
     def loading() -> list[str]:
-        rates = loader_rates(cfg, write_videos(tmp / "videos", count, frames), SIZES["workers"][quick])
+        repeats = -(-LOADER_BATCHES * d.batch_size // count)           # enough for LOADER_BATCHES batches
+        rates = loader_rates(cfg, write_videos(tmp / "videos", count, frames, repeats), SIZES["workers"][quick])
         if "step16" not in found:
             return [f"- workers {n}: {r:.1f} clips/s" for n, r in rates.items()] + ["- no bf16 step time to compare"]
         consumed = d.batch_size / found["step16"]
