@@ -234,7 +234,8 @@ def _preset_file(name: str) -> Path:
     """configs/<name>.yaml, else the first <folder>/<name>.yaml of $ATTNET_PRESET_PATH (which
     `attnet reproduce --preset my.yaml` sets, so that its notebooks load the file by name)."""
     folders = [CONFIG_DIR] + [Path(d) for d in os.environ.get(PRESET_PATH, "").split(os.pathsep) if d]
-    return next((d / f"{name}.yaml" for d in folders if (d / f"{name}.yaml").is_file()), CONFIG_DIR / f"{name}.yaml")
+    files = (d / f"{name}{suffix}" for d in folders for suffix in (".yaml", ".yml"))
+    return next((f for f in files if f.is_file()), CONFIG_DIR / f"{name}.yaml")
 
 
 def _preset_chain(preset: str | Path, seen: tuple = ()) -> list[tuple[Path, dict]]:

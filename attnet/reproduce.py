@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     if preset.endswith((".yaml", ".yml")):   # a preset file: the notebooks get its name and find it by name
         path = Path(preset).resolve()
         preset = path.stem
-        if (CONFIG_DIR / path.name).is_file() and (CONFIG_DIR / path.name).resolve() != path:
+        if (CONFIG_DIR / f"{preset}.yaml").is_file() and (CONFIG_DIR / f"{preset}.yaml").resolve() != path:
             raise SystemExit(f"{path}: a preset named {preset!r} ships in {CONFIG_DIR}; rename your file")
         os.environ[PRESET_PATH] = os.pathsep.join(filter(None, [str(path.parent), os.environ.get(PRESET_PATH)]))
     results = Path(args.results)
