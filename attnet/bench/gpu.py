@@ -61,9 +61,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
+def one_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+
+
 def precision_curves(cfg, device: torch.device, batches, num_classes: int) -> tuple[dict, int]:
-    """{"fp32"|"bf16": (losses, step times)} of STEPS SGD steps from the same initial weights on
-    the same batches (dropout drawn alike), and the FLOPs of one train step."""
+    """{"fp32"|"bf16": (losses, step times), or the error that stopped it} of STEPS SGD steps
+    from the same initial weights on the same batches (dropout drawn alike), and the FLOPs of
+    one train step."""
     from attnet.engine.build import build_model, build_optimizer
     criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
     torch.manual_seed(cfg.run.seed)
@@ -84,9 +89,13 @@ def precision_curves(cfg, device: torch.device, batches, num_classes: int) -> tu
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-        for i in range(STEPS):
-            x, y = batches[i % len(batches)]
-            times.append(timed(lambda: step(x, y), device))
+        try:
+            for i in range(STEPS):
+                x, y = batches[i % len(batches)]
+                times.append(timed(lambda: step(x, y), device))
+        except Exception as err:                     # e.g. a layer without a bf16 kernel: fp32 still counts
+            results[name] = one_line(err)
+            continue
         results[name] = (losses, times[1:])          # the first step pays for allocation and autotuning
     x, y = batches[0]
     with FlopCounterMode(display=False) as counter:
@@ -186,41 +195,61 @@ def report(args: argparse.Namespace, tmp: Path) -> tuple[str, int]:
              f"pretrained None, {classes} classes; generated clips (4 batches, cycled)", ""]
 
     found: dict[str, float] = {}                    # figures later sections compare against
+    problems: list[str] = []                        # failures a section reports and survives
 
     def precisions() -> list[str]:
         curves, found["flops"] = precision_curves(cfg, device, batches, classes)
-        (fp32, t32), (bf16, t16) = curves["fp32"], curves["bf16"]
-        found["step32"], found["step16"] = statistics.median(t32), statistics.median(t16)
-        rows = [f"| {i + 1} | {a:.4f} | {b:.4f} | {b - a:+.4f} |" for i, (a, b) in enumerate(zip(fp32, bf16))]
-        return ["| step | fp32 loss | bf16 loss | difference |", "|---|---|---|---|", *rows, "",
-                f"- median step time: fp32 {found['step32'] * 1e3:.1f} ms, bf16 {found['step16'] * 1e3:.1f} ms "
-                f"(bf16 {found['step32'] / found['step16']:.2f}x faster)",
-                f"- loss over the {STEPS} steps: fp32 {fp32[0]:.4f} -> {fp32[-1]:.4f}, "
-                f"bf16 {bf16[0]:.4f} -> {bf16[-1]:.4f}"]
+        ran = {k: v for k, v in curves.items() if not isinstance(v, str)}
+        for name, (_, times) in ran.items():
+            found[name] = statistics.median(times)
+        rows = []
+        for i in range(STEPS):
+            cells = [f"{ran[k][0][i]:.4f}" if k in ran else "-" for k in ("fp32", "bf16")]
+            diff = f"{ran['bf16'][0][i] - ran['fp32'][0][i]:+.4f}" if len(ran) == 2 else "-"
+            rows.append(f"| {i + 1} | {cells[0]} | {cells[1]} | {diff} |")
+        out = ["| step | fp32 loss | bf16 loss | difference |", "|---|---|---|---|", *rows, ""]
+        for name, result in curves.items():
+            if name in ran:
+                out.append(f"- {name}: median step time {found[name] * 1e3:.1f} ms, loss {result[0][0]:.4f} -> "
+                           f"{result[0][-1]:.4f} over the {STEPS} steps")
+            else:
+                out.append(f"- {name}: FAILED: {result}")
+                problems.append(name)
+        if len(ran) == 2:
+            out.append(f"- bf16 is {found['fp32'] / found['bf16']:.2f}x faster than fp32")
+        return out
+
+    def step_time() -> tuple[str, float]:
+        """The bf16 step time, else fp32's (named), for the parts that compare against a step."""
+        name = "bf16" if "bf16" in found else "fp32"
+        if name not in found:
+            raise RuntimeError("needs a step time from part 1")
+        return name, found[name]
 
     def utilisation() -> list[str]:
-        if "step16" not in found:
-            raise RuntimeError("needs the step times of part 1")
-        flops, step16, step32 = found["flops"], found["step16"], found["step32"]
+        name, step = step_time()
+        flops = found["flops"]
         peak = matmul_peak(device, SIZES["matmul"][quick])
-        return [f"- one train step (forward + backward, batch {d.batch_size}): {flops / 1e9:.1f} GFLOP "
-                "(FlopCounterMode: matmuls and convolutions)",
-                f"- measured bf16 peak ({SIZES['matmul'][quick]}^2 matmul): {peak / 1e12:.3g} TFLOP/s",
-                f"- achieved: bf16 {flops / step16 / 1e12:.3g} TFLOP/s, MFU {100 * flops / step16 / peak:.3g} %; "
-                f"fp32 {flops / step32 / 1e12:.3g} TFLOP/s ({100 * flops / step32 / peak:.3g} % of the bf16 peak)"]
+        out = [f"- one train step (forward + backward, batch {d.batch_size}): {flops / 1e9:.1f} GFLOP "
+               "(FlopCounterMode: matmuls and convolutions)",
+               f"- measured bf16 peak ({SIZES['matmul'][quick]}^2 matmul): {peak / 1e12:.3g} TFLOP/s",
+               f"- achieved: {name} {flops / step / 1e12:.3g} TFLOP/s, MFU {100 * flops / step / peak:.3g} %"]
+        if "bf16" in found and "fp32" in found:
+            out[-1] += (f"; fp32 {flops / found['fp32'] / 1e12:.3g} TFLOP/s "
+                        f"({100 * flops / found['fp32'] / peak:.3g} % of the bf16 peak)")
+        return out
 
     count, frames = SIZES["videos"][quick]
 
     def loading() -> list[str]:
         repeats = -(-LOADER_BATCHES * d.batch_size // count)           # enough for LOADER_BATCHES batches
         rates = loader_rates(cfg, write_videos(tmp / "videos", count, frames, repeats), SIZES["workers"][quick])
-        if "step16" not in found:
-            return [f"- workers {n}: {r:.1f} clips/s" for n, r in rates.items()] + ["- no bf16 step time to compare"]
-        consumed = d.batch_size / found["step16"]
+        name, step = step_time()
+        consumed = d.batch_size / step
         best = max(rates, key=rates.get)
-        return ["| workers | clips/s | vs bf16 step |", "|---|---|---|",
+        return [f"| workers | clips/s | vs {name} step |", "|---|---|---|",
                 *[f"| {n} | {r:.1f} | {r / consumed:.2f}x |" for n, r in rates.items()], "",
-                f"- the bf16 train step consumes {consumed:.1f} clips/s; the loader is "
+                f"- the {name} train step consumes {consumed:.1f} clips/s; the loader is "
                 f"{'ahead' if rates[best] >= consumed else 'BEHIND'} at its best ({best} workers)"]
 
     sections = [
@@ -238,9 +267,9 @@ def report(args: argparse.Namespace, tmp: Path) -> tuple[str, int]:
             lines += make()
         except Exception as err:
             failed += 1
-            lines += [f"- FAILED: {type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"]
+            lines += [f"- FAILED: {one_line(err)}"]
         lines += [""]
-    return "\n".join(lines), failed
+    return "\n".join(lines), failed + len(problems)
 
 
 def main(argv: list[str] | None = None) -> None:
