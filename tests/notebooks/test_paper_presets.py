@@ -93,6 +93,6 @@ def test_reproduce_runs_every_notebook_on_a_paper_preset(tmp_path, monkeypatch, 
         assert best["epoch"] == val_top1.idxmax() and best["best_top1"] == pytest.approx(val_top1.max(), rel=1e-5)
     else:                                                       # no val set: the last epoch is tested
         assert best["epoch"] == 1 and best["best_top1"] == -1 and "val_top1" not in pd.read_csv(run / "metrics.csv")
-    # the test set is the official test list: 6 videos a class, none of them used for selection
+    # tested on the whole official test list (UCF101: 2 groups x 2 clips a class; HMDB51: 2 clips a class)
     test, _ = getattr(lists, paper)(data, 1, "test")
     assert final["test"]["num_videos"] == len(test) == {"ucf101": 12, "hmdb51": 6}[paper]
