@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,9 @@ from typing import Any, Sequence
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+PRESET_PATH = "ATTNET_PRESET_PATH"     # more preset folders (os.pathsep-separated), searched after configs/
 
 
 class ConfigError(ValueError):
@@ -45,6 +49,8 @@ class DataConfig:
     frame_start: int = 1
     on_bad_video: str = "error"         # error | skip
     cache: bool = False                 # keep decoded videos in memory after the first epoch (needs workers=0)
+    val_fraction: float = 0.1           # UCF101 / HMDB51: validation held out of the training list (0: none, test the last epoch)
+    select_on_test: bool = False        # UCF101 / HMDB51: the authors' protocol, best epoch chosen on the test list
     synthetic: dict = field(default_factory=dict)   # generator arguments (attnet.data.synthetic.generate)
 
 
@@ -207,6 +213,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
     if cfg.data.split not in (1, 2, 3):
         raise ConfigError(f"data.split: must be 1, 2 or 3, got {cfg.data.split}")
+    if not 0 <= cfg.data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction: must be in [0, 1), got {cfg.data.val_fraction}")
     if cfg.data.cache and cfg.data.workers:
         raise ConfigError(f"data.cache: the cache lives in the main process, so it needs data.workers=0 "
                           f"(got {cfg.data.workers})")
@@ -225,8 +233,16 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _preset_file(name: str) -> Path:
+    """configs/<name>.yaml, else the first <folder>/<name>.yaml of $ATTNET_PRESET_PATH (which
+    `attnet reproduce --preset my.yaml` sets, so that its notebooks load the file by name)."""
+    folders = [CONFIG_DIR] + [Path(d) for d in os.environ.get(PRESET_PATH, "").split(os.pathsep) if d]
+    files = (d / f"{name}{suffix}" for d in folders for suffix in (".yaml", ".yml"))
+    return next((f for f in files if f.is_file()), CONFIG_DIR / f"{name}.yaml")
+
+
 def _preset_chain(preset: str | Path, seen: tuple = ()) -> list[tuple[Path, dict]]:
-    path = Path(preset) if str(preset).endswith((".yaml", ".yml")) else CONFIG_DIR / f"{preset}.yaml"
+    path = Path(preset) if str(preset).endswith((".yaml", ".yml")) else _preset_file(preset)
     if not path.is_file():
         raise ConfigError(f"unknown preset {str(preset)!r}: choose from {', '.join(presets())} or give a .yaml path")
     data = _read_yaml(path)

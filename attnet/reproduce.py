@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from attnet.config import default_run_name
+from attnet.config import CONFIG_DIR, PRESET_PATH, default_run_name
 
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
 
@@ -215,19 +215,26 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     root = project_root()
+    preset = args.preset
+    if preset.endswith((".yaml", ".yml")):   # a preset file: the notebooks get its name and find it by name
+        path = Path(preset).resolve()
+        preset = path.stem
+        if (CONFIG_DIR / f"{preset}.yaml").is_file() and (CONFIG_DIR / f"{preset}.yaml").resolve() != path:
+            raise SystemExit(f"{path}: a preset named {preset!r} ships in {CONFIG_DIR}; rename your file")
+        os.environ[PRESET_PATH] = os.pathsep.join(filter(None, [str(path.parent), os.environ.get(PRESET_PATH)]))
     results = Path(args.results)
     if not results.is_absolute():
         results = Path.cwd() / results
     command = "attnet reproduce " + " ".join(sys.argv[1:] if argv is None else argv)
     commit = git_commit()                 # before old runs go and the notebooks rewrite results/
     if not args.resume:                   # a fresh reproduction: this preset's earlier runs go first
-        for old in sorted((results / "runs").glob(f"{args.preset}_*")):
+        for old in sorted((results / "runs").glob(f"{preset}_*")):
             shutil.rmtree(old)
     # resume=True inside: later notebooks reuse the runs earlier ones made (04 and 06 use the
     # full model that 02 / 03 trained). Inside the checkout the notebooks (which run there) get
     # a relative results_dir, so tables name files as results/..., the same on every machine.
     inside = results.resolve().is_relative_to(root.resolve())
-    params = {"preset": args.preset, "data_root": args.data_root,
+    params = {"preset": preset, "data_root": args.data_root,
               "results_dir": str(results.resolve().relative_to(root.resolve()) if inside else results),
               "resume": True, "seeds": args.seeds, "configs": "all", "jobs": args.jobs or default_jobs()}
     timings = []
@@ -240,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s", flush=True)
     total = time.perf_counter() - started
     note = f"`{command}` at commit {commit}: {total / 60:.1f} min in all."
-    write_table(pd.DataFrame(timings), results / "tables" / f"reproduce_timings_{args.preset}", note=note)
+    write_table(pd.DataFrame(timings), results / "tables" / f"reproduce_timings_{preset}", note=note)
     write_index(results, note)
     print(f"[reproduce] {len(timings)} notebooks in {total / 60:.1f} min; executed notebooks in "
           f"{results / 'notebooks'}, tables in {results / 'tables'}, figures in {results / 'figures'}")

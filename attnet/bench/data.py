@@ -36,11 +36,27 @@ def _rate(fn, repeats: int) -> float:
     return repeats / (time.perf_counter() - start)
 
 
+def smooth_frames(count: int, height: int = 240, width: int = 320) -> torch.Tensor:
+    """uint8 [count, 3, H, W] of blurred noise: content a codec treats like camera footage."""
+    frames = torch.randint(0, 256, (count, 3, height, width), dtype=torch.uint8)
+    return torch.nn.functional.avg_pool2d(frames.float(), 9, 1, 4).to(torch.uint8)
+
+
+def loader_rate(loader, batch_size: int) -> float:
+    """Clips/s of a DataLoader pass, timed from its first batch (worker start-up left out)."""
+    batches = 0
+    for i, _ in enumerate(loader):
+        if i == 0:
+            start = time.perf_counter()
+        else:
+            batches += 1
+    return batches * batch_size / (time.perf_counter() - start)
+
+
 def _decode(args: argparse.Namespace, tmp: Path) -> None:
     from torchcodec.decoders import VideoDecoder
     from torchcodec.encoders import VideoEncoder
-    frames = torch.randint(0, 256, (250, 3, 240, 320), dtype=torch.uint8)
-    frames = torch.nn.functional.avg_pool2d(frames.float(), 9, 1, 4).to(torch.uint8)   # smooth, codec-like
+    frames = smooth_frames(250)
 
     def compare(path: Path, label: str) -> None:
         whole = _rate(lambda: VideoDecoder(str(path), seek_mode="approximate").get_frames_in_range(0, 250),
@@ -72,14 +88,8 @@ def _keep_up(args: argparse.Namespace, tmp: Path) -> None:
     in_process = _rate(lambda: ds[0], args.repeats)
     print(f"synthetic preset clips (T={d.segments}, {d.size} px): {in_process:.0f} clips/s in-process "
           f"({in_process * d.segments:.0f} frames/s per worker, decode + transform)")
-    loader = build_loader(ds, batch_size=d.batch_size, train=True, workers=1)
-    batches = 0
-    for i, (clips, labels) in enumerate(loader):   # the first batch waits for the worker to start
-        if i == 0:
-            start = time.perf_counter()
-        else:
-            batches += 1
-    load_rate = batches * d.batch_size / (time.perf_counter() - start)
+    load_rate = loader_rate(build_loader(ds, batch_size=d.batch_size, train=True, workers=1), d.batch_size)
+    clips, labels = next(iter(build_loader(ds, batch_size=d.batch_size, train=True)))
     model = build_model(cfg, len(ds.classes), torch.device("cpu"))
     optimizer = build_optimizer(cfg, model)
     criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)

@@ -161,15 +161,25 @@ class ClipDataset(Dataset):
         raise DataError("every video of the dataset failed to decode; see the warnings above")
 
 
+def has_validation(name: str, val_fraction: float, select_on_test: bool) -> bool:
+    """False only for UCF101 / HMDB51 with val_fraction=0 (then the last epoch is tested)."""
+    return name not in ("ucf101", "hmdb51") or select_on_test or val_fraction > 0
+
+
 def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "train", segments: int = 12,
                   num_clips: int = 1, size: int = 224, resize: int | None = None,
                   list_file: str | Path | None = None, kinetics_csv: str | Path | None = None,
                   frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
                   on_bad_video: str = "error", normalize: bool = True, hflip: bool = True,
-                  cache: bool = False, boxes: bool = False) -> ClipDataset:
+                  cache: bool = False, boxes: bool = False, val_fraction: float = 0.1,
+                  select_on_test: bool = False) -> ClipDataset:
     """A dataset by name, read from its official layout under `root` (see `attnet data layout`).
 
-    UCF101 and HMDB51 have no validation split: "val" reads the test list of `split`.
+    UCF101 and HMDB51 ship no validation list: "val" is `val_fraction` of the training list,
+    held out by group (UCF101 `gXX`, HMDB51 source video; see `lists.hold_out`) and left out of
+    "train", so model selection never sees the test list. val_fraction=0: no "val" (a
+    DataError). select_on_test=True is the authors' protocol: "val" is the test list and
+    "train" the whole training list.
     hflip=False turns off the training flip (the synthetic classes include left vs right).
     cache=True keeps each decoded video in memory after its first read (small datasets, workers=0).
     boxes=True adds each frame's ground-truth actor box to the items (root/boxes/, as the synthetic dataset has).
@@ -185,10 +195,19 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
         raise DataError(f"{root}: dataset root not found; see {hint}")
     if name in ("ucf101", "hmdb51") and split not in (1, 2, 3):
         raise ValueError(f"{name} has splits 1, 2 and 3, got {split}")
-    if name == "ucf101":
-        records, classes = lists.ucf101(root, split, subset)
-    elif name == "hmdb51":
-        records, classes = lists.hmdb51(root, split, subset)
+    if name in ("ucf101", "hmdb51"):
+        read = lists.ucf101 if name == "ucf101" else lists.hmdb51
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if subset == "val" and not has_validation(name, val_fraction, select_on_test):
+            raise DataError(f"{name}: no validation set with data.val_fraction=0; set it above 0, "
+                            "or data.select_on_test=true for the authors' protocol")
+        on_test = subset == "test" or (subset == "val" and select_on_test)
+        records, classes = read(root, split, "test" if on_test else "train")
+        if not on_test and not select_on_test and val_fraction:
+            group = lists.ucf101_group if name == "ucf101" else lists.hmdb51_source
+            train, val = lists.hold_out(records, group, val_fraction)
+            records = val if subset == "val" else train
     elif name.startswith("kinetics"):
         records, classes, missing = lists.kinetics(root, subset, Path(kinetics_csv) if kinetics_csv else None)
         if missing:

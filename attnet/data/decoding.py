@@ -40,13 +40,28 @@ def frame_count(decoder, path: Path) -> int:
 
 
 def read_frames(decoder, path: Path, indices: torch.Tensor) -> torch.Tensor:
-    """uint8 [len(indices), 3, H, W]: each distinct index is decoded once, in order."""
+    """uint8 [len(indices), 3, H, W]: each distinct index is decoded once, in order.
+
+    Indices come from the container's frame count, which some files over-report (a header
+    written before the last frames were lost). When a decode fails, the file is scanned for
+    the frames it really has and indices past its end read its last real frame."""
     unique, inverse = torch.unique(indices, return_inverse=True)
     try:
-        frames = decoder.get_frames_at(unique.tolist()).data
+        return decoder.get_frames_at(unique.tolist()).data[inverse]
+    except Exception as err:
+        reason = str(err).splitlines()[0]
+    scanned = open_video(path, "exact")
+    real = frame_count(scanned, path)
+    if int(unique[-1]) < real:            # the failing frames exist: the file is damaged, not short
+        raise DataError(f"{path}: cannot decode frames {unique.tolist()[:4]}... ({reason}); "
+                        "the file is probably corrupt: re-download it")
+    try:
+        frames = scanned.get_frames_at(unique.clamp(max=real - 1).tolist()).data
     except Exception as err:
         raise DataError(f"{path}: cannot decode frames {unique.tolist()[:4]}... ({str(err).splitlines()[0]}); "
                         "the file is probably truncated: re-download it") from None
+    warnings.warn(f"{path}: the container reports more frames than the {real} it holds; "
+                  f"frames past {real - 1} read as frame {real - 1}", stacklevel=2)
     return frames[inverse]
 
 

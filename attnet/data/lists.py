@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import os
+import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -195,3 +197,42 @@ def list_file(root: Path, path: Path, classes: list[str] | None = None) -> tuple
     for where, relative, count, label in raw:
         records.append(VideoRecord(_inside(root, relative, where), _check_label(label, classes, where), count))
     return records, classes
+
+
+# --- validation held out of the training list -----------------------------------------------
+def ucf101_group(record: VideoRecord) -> str:
+    """The `gXX` group of `v_<Class>_gXX_cYY.avi` (clips of one group share actor and scene);
+    a name without one is its own group."""
+    match = re.fullmatch(r"v_.+_(g\d+)_c\d+", record.path.stem)
+    return match.group(1) if match else record.path.stem
+
+
+def hmdb51_source(record: VideoRecord) -> str:
+    """The source video of an HMDB51 clip: its name without the trailing clip number `_N`."""
+    stem = record.path.stem
+    head, _, number = stem.rpartition("_")
+    return head if head and number.isdigit() else stem
+
+
+def hold_out(records: list[VideoRecord], group, fraction: float,
+             seed: int = 0) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """(train, val): about `fraction` of each class's records moved to val, whole groups at a
+    time (group(record) -> key), chosen by a seeded shuffle so every run gets the same split.
+    A class with a single group stays in train; both lists keep the input order."""
+    rng = random.Random(seed)
+    chosen: set[tuple[int, str]] = set()
+    for label in sorted({r.label for r in records}):
+        sizes: dict[str, int] = {}
+        for r in records:
+            if r.label == label:
+                sizes[group(r)] = sizes.get(group(r), 0) + 1
+        keys = sorted(sizes)
+        rng.shuffle(keys)
+        target, taken = fraction * sum(sizes.values()), 0
+        for key in keys[:-1]:                # at least one group stays in train
+            if taken and abs(taken + sizes[key] - target) >= abs(taken - target):
+                break
+            chosen.add((label, key))
+            taken += sizes[key]
+    val = [r for r in records if (r.label, group(r)) in chosen]
+    return [r for r in records if (r.label, group(r)) not in chosen], val

@@ -7,6 +7,7 @@ import torch
 
 from attnet.config import Config
 from attnet.data import ClipDataset, build_dataset, synthetic
+from attnet.data.datasets import has_validation
 from attnet.models import GLKANet
 
 from . import checkpoint, distributed
@@ -24,14 +25,18 @@ def dataset_root(cfg: Config, info: DistInfo) -> Path:
 
 
 def build_datasets(cfg: Config, subsets: tuple[str, ...], root: Path) -> dict[str, ClipDataset]:
+    """The asked subsets; "val" is left out when the dataset has none (`has_validation`)."""
     d = cfg.data
+    if not has_validation(d.name, d.val_fraction, d.select_on_test):
+        subsets = tuple(s for s in subsets if s != "val")
     lists = {"train": d.train_list, "val": d.val_list, "test": d.test_list}
     return {
         subset: build_dataset(d.name, root, split=d.split, subset=subset, segments=d.segments,
                               num_clips=1 if subset == "val" else d.num_clips, size=d.size, resize=d.resize,
                               list_file=lists[subset], frame_template=d.frame_template, frame_start=d.frame_start,
                               three_crop=d.three_crop and subset == "test", hflip=d.hflip, cache=d.cache,
-                              boxes="oracle" in cfg.model.streams,
+                              boxes="oracle" in cfg.model.streams, val_fraction=d.val_fraction,
+                              select_on_test=d.select_on_test,
                               # val / test: predict leaves bad videos out; only training substitutes
                               on_bad_video=d.on_bad_video if subset == "train" else "error")
         for subset in subsets

@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from attnet.config import Config
 from attnet.data import build_loader
+from attnet.data.datasets import has_validation
 from attnet.losses import GLKALoss
 
 from . import checkpoint, distributed, record, runtime
@@ -58,7 +59,17 @@ def _summary(cfg: Config) -> dict:
     m = cfg.model
     return {"dataset": cfg.data.name, "backbone": m.backbone, "streams": "+".join(m.streams),
             "fusion_layer": m.fusion_layer, "temporal": m.temporal, "ga_reg": m.ga_reg,
-            "segments": cfg.data.segments, "num_clips": cfg.data.num_clips, "seed": cfg.run.seed}
+            "segments": cfg.data.segments, "num_clips": cfg.data.num_clips, "seed": cfg.run.seed,
+            "selection": _selection(cfg)}
+
+
+def _selection(cfg: Config) -> str:
+    """How the tested checkpoint was chosen: "val", "test" (the authors' protocol on UCF101 /
+    HMDB51: the reported number was selected on the test set) or "last epoch" (no val set)."""
+    d = cfg.data
+    if d.name in ("ucf101", "hmdb51") and d.select_on_test:
+        return "test"
+    return "val" if has_validation(d.name, d.val_fraction, d.select_on_test) else "last epoch"
 
 
 def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
@@ -199,14 +210,15 @@ def fit(cfg: Config) -> Path:
         if bad:                                     # neither validated nor saved
             raise TrainingDiverged(f"non-finite weights after epoch {epoch + 1} ({', '.join(bad[:3])}); "
                                    + record.restart_hint(ckpt_dir))
-        if (epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
+        if "val" in data and ((epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.optim.epochs):
             labels, scores, _ = predict(model, data["val"], cfg, info, desc="val")
             row["val_top1"] = topk_accuracy(scores["fused"], labels, 1)
             row |= {f"val_{s}_top1": topk_accuracy(scores[s], labels, 1) for s in model.streams}
         scheduler.step()
         row["seconds"] = time.perf_counter() - tic
         rows.append(row)
-        improved = row.get("val_top1", -1.0) > best_top1
+        # without a val set, best.pt is the last epoch's: what is tested, and what notebooks load
+        improved = row.get("val_top1", -1.0) > best_top1 if "val" in data else epoch + 1 == cfg.optim.epochs
         best_top1 = max(best_top1, row.get("val_top1", -1.0))
         if info.is_main:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -26,6 +26,19 @@ def write_avi(path: Path, frames: torch.Tensor, fps: int = 25) -> Path:
     return path
 
 
+def over_report_avi(path: Path, count: int) -> Path:
+    """Patch an AVI's headers to claim `count` frames (the main header's dwTotalFrames and the
+    video stream header's dwLength), as files whose last frames were lost do."""
+    import struct
+    data = bytearray(path.read_bytes())
+    avih, strh = data.find(b"avih"), data.find(b"strh")
+    assert avih > 0 and data[strh + 8:strh + 12] == b"vids"
+    struct.pack_into("<I", data, avih + 8 + 16, count)
+    struct.pack_into("<I", data, strh + 8 + 32, count)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def write_jpegs(folder: Path, frames: torch.Tensor, template: str = "img_{:05d}.jpg", start: int = 1) -> Path:
     import torchvision.io
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,9 @@ from attnet.data import DataError, build_dataset, build_loader
 from attnet.data.decoding import decode_frames, decode_video, video_num_frames
 from attnet.data.transforms import train_transform
 
-from .conftest import decoded_index, index_video, write_avi, write_jpegs, write_mp4, write_text
+from attnet.data.sampling import train_indices
+
+from .conftest import decoded_index, index_video, over_report_avi, write_avi, write_jpegs, write_mp4, write_text
 
 
 @pytest.fixture
@@ -115,7 +117,8 @@ def test_ucf101_and_hmdb51_read_their_avi_files_end_to_end(ucf_root, hmdb_root):
     write_avi(ucf_root / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi", index_video(24))
     write_avi(ucf_root / "UCF-101" / "Basketball" / "v_Basketball_g08_c01.avi", index_video(12))
     write_avi(ucf_root / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi", index_video(30))
-    train = build_dataset("ucf101", ucf_root, subset="train", segments=4, size=32, resize=48, normalize=False)
+    train = build_dataset("ucf101", ucf_root, subset="train", segments=4, size=32, resize=48, normalize=False,
+                          val_fraction=0)                      # the whole training list (no validation held out)
     assert len(train) == 2 and [r.label for r in train.records] == [0, 2]
     clip, label = train[0]
     assert label == 0 and all(6 * i <= decoded_index(f) < 6 * (i + 1) for i, f in enumerate(clip))
@@ -126,7 +129,7 @@ def test_ucf101_and_hmdb51_read_their_avi_files_end_to_end(ucf_root, hmdb_root):
     for name, frames in [("brush_hair/a.avi", 10), ("brush_hair/b.avi", 20), ("cartwheel/d.avi", 8),
                          ("cartwheel/e.avi", 9), ("cartwheel/f.avi", 9)]:     # c.avi (tag 0) is never opened
         write_avi(hmdb_root / name, index_video(frames))
-    train = build_dataset("hmdb51", hmdb_root, subset="train", segments=2, size=32, resize=48)
+    train = build_dataset("hmdb51", hmdb_root, subset="train", segments=2, size=32, resize=48, val_fraction=0)
     assert len(train) == 3 and [train[i][1] for i in range(3)] == [0, 1, 1]
     test = build_dataset("hmdb51", hmdb_root, subset="test", segments=2, size=32, resize=48, normalize=False)
     assert [decoded_index(f) for f in test[1][0]] == [2, 6] and test[1][1] == 1
@@ -191,3 +194,28 @@ def test_cached_items_equal_decoded_items_and_each_video_is_decoded_once(video_r
 def decode_open(path):
     from attnet.data.decoding import open_video
     return open_video(path)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_frames_past_the_real_end_read_the_last_real_frame(tmp_path, cache):
+    """An AVI whose header claims 30 frames but holds 10: indices sampled from 30 past frame 9
+    read frame 9, in test and training items, decoded or cached."""
+    over_report_avi(write_avi(tmp_path / "v" / "long.avi", index_video(10)), 30)
+    write_text(tmp_path / "list.txt", ["v/long.avi 0"])
+    assert video_num_frames(tmp_path / "v" / "long.avi") == 30                 # the header's claim
+    kwargs = dict(segments=6, size=32, resize=48, list_file=tmp_path / "list.txt", normalize=False, cache=cache)
+    test = build_dataset("list", tmp_path, subset="test", **kwargs)
+    with pytest.warns(UserWarning, match=r"long.avi: the container reports more frames than the 10 it holds"):
+        clip, _ = test[0]
+    assert test.frame_indices(0).tolist() == [[2, 7, 12, 17, 22, 27]]           # floor((i + 0.5) * 30 / 6)
+    assert [decoded_index(f) for f in clip] == [2, 7, 9, 9, 9, 9]
+    train = build_dataset("list", tmp_path, subset="train", **kwargs)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        expected = train_indices(30, 6).clamp(max=9).tolist()
+        torch.manual_seed(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clip, _ = train[0]
+        assert [decoded_index(f) for f in clip] == expected
+

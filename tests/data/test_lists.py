@@ -114,3 +114,101 @@ def test_missing_root_and_split_file(tmp_path):
         build_dataset("ucf101", tmp_path / "ucf")
     with pytest.raises(ValueError, match="unknown dataset 'ucf'"):
         build_dataset("ucf", tmp_path)
+
+
+# --- validation held out of the training list -----------------------------------------------
+UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball"]
+
+
+def ucf_official(root, clips_per_group=(4, 3, 5, 2, 6, 4, 3, 5, 4, 2, 3, 4, 5, 3, 4, 6, 2, 3, 4, 5, 3, 4, 2, 5, 4)):
+    """Split 1 as published: groups 1-7 in testlist01, 8-25 in trainlist01, c01.. per group."""
+    write_text(root / "ucfTrainTestlist" / "classInd.txt", [f"{i + 1} {c}" for i, c in enumerate(UCF_CLASSES)])
+    train, test = [], []
+    for label, name in enumerate(UCF_CLASSES):
+        for g, clips in enumerate(clips_per_group[label:] + clips_per_group[:label], start=1):
+            for c in range(1, clips + 1):
+                path = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
+                (test if g <= 7 else train).append(path if g <= 7 else f"{path} {label + 1}")
+    write_text(root / "ucfTrainTestlist" / "trainlist01.txt", train)
+    write_text(root / "ucfTrainTestlist" / "testlist01.txt", test)
+    return root
+
+
+HMDB_SOURCES = ["April_09_brush_hair_u_nm_np1_ba_goo", "Blonde_being_brushed_brush_hair_f_nm_np2_ri_med",
+                "Brushing_Hair_with_Beth_brush_hair_h_nm_np1_le_goo", "Haarek_mmen_brush_hair_h_cm_np1_fr_goo",
+                "Aerial_Cartwheel_Tutorial_By_Jujimufu_cartwheel_f_nm_np1_ri_med",
+                "Bodenturnen_2004_cartwheel_f_cm_np1_le_med", "Cartwheel_Training_cartwheel_f_cm_np1_ba_bad",
+                "Fellowship_5_cartwheel_f_cm_np1_fr_bad", "Girl_doing_cartwheels_cartwheel_u_nm_np1_ri_goo",
+                "Dont_give_up_on_cartwheels_cartwheel_f_nm_np1_le_goo"]
+
+
+def hmdb_official(root):
+    """Two classes; each source video cut into 1-3 clips `<source>_<N>.avi`, tagged 1 (train),
+    2 (test) or 0 (unused) per source video as the 70/30 splits do."""
+    tags = {"brush_hair": "1121", "cartwheel": "112210"}
+    for cls, sources in (("brush_hair", HMDB_SOURCES[:4]), ("cartwheel", HMDB_SOURCES[4:])):
+        lines = [f"{src}_{n}.avi {tag}" for src, tag in zip(sources, tags[cls]) for n in range(len(src) % 3 + 1)]
+        write_text(root / "testTrainMulti_7030_splits" / f"{cls}_test_split1.txt", lines)
+    return root
+
+
+def names(dataset):
+    return [r.path.name for r in dataset.records]
+
+
+def test_group_keys_by_hand():
+    from pathlib import Path
+    record = lambda name: lists.VideoRecord(Path("x") / name, 0)   # noqa: E731
+    assert lists.ucf101_group(record("v_ApplyEyeMakeup_g08_c01.avi")) == "g08"
+    assert lists.ucf101_group(record("v_YoYo_g25_c04.avi")) == "g25"
+    assert lists.ucf101_group(record("odd_name.avi")) == "odd_name"
+    assert lists.hmdb51_source(record("April_09_brush_hair_u_nm_np1_ba_goo_0.avi")) == \
+        "April_09_brush_hair_u_nm_np1_ba_goo"
+    assert lists.hmdb51_source(record("20060723sfjffangelina_cartwheel_f_cm_np1_ri_med_12.avi")) == \
+        "20060723sfjffangelina_cartwheel_f_cm_np1_ri_med"
+
+
+@pytest.mark.parametrize("name, make, group", [("ucf101", ucf_official, lists.ucf101_group),
+                                               ("hmdb51", hmdb_official, lists.hmdb51_source)])
+def test_validation_is_held_out_of_the_training_list_by_group(tmp_path, name, make, group):
+    root = make(tmp_path / name)
+    listed, _ = getattr(lists, name)(root, 1, "train")
+    train = build_dataset(name, root, subset="train", val_fraction=0.25)
+    val = build_dataset(name, root, subset="val", val_fraction=0.25)
+    test = build_dataset(name, root, subset="test", val_fraction=0.25)
+    assert val.records and train.records
+    assert set(names(val)) <= {r.path.name for r in listed}                  # only from the training list
+    assert not set(names(val)) & set(names(test))                           # never a test video
+    assert sorted(names(train) + names(val)) == sorted(r.path.name for r in listed)   # a partition
+    assert not set(names(train)) & set(names(val))
+    assert not {(r.label, group(r)) for r in train.records} & {(r.label, group(r)) for r in val.records}
+    # stratified: every class with two or more training groups gives validation videos
+    groups = {}
+    for r in listed:
+        groups.setdefault(r.label, set()).add(group(r))
+    assert {r.label for r in val.records} == {label for label, g in groups.items() if len(g) > 1}
+    # deterministic: a second read gives the same split
+    assert names(build_dataset(name, root, subset="val", val_fraction=0.25)) == names(val)
+
+
+def test_ucf101_validation_size_follows_val_fraction(tmp_path):
+    root = ucf_official(tmp_path / "ucf")
+    listed, _ = lists.ucf101(root, 1, "train")
+    for fraction in (0.1, 0.3):
+        val = build_dataset("ucf101", root, subset="val", val_fraction=fraction)
+        for label in range(3):
+            in_class = sum(r.label == label for r in listed)
+            got = sum(r.label == label for r in val.records)
+            assert abs(got - fraction * in_class) <= 6 / 2         # within half the largest group (6 clips)
+
+
+def test_val_fraction_zero_and_authors_protocol(tmp_path):
+    root = hmdb_official(tmp_path / "hmdb")
+    listed, _ = lists.hmdb51(root, 1, "train")
+    assert names(build_dataset("hmdb51", root, subset="train", val_fraction=0)) == [r.path.name for r in listed]
+    with pytest.raises(DataError, match=r"hmdb51: no validation set with data.val_fraction=0"):
+        build_dataset("hmdb51", root, subset="val", val_fraction=0)
+    # select_on_test: the whole training list trains, "val" is the test list
+    test = build_dataset("hmdb51", root, subset="test")
+    assert names(build_dataset("hmdb51", root, subset="val", select_on_test=True)) == names(test)
+    assert names(build_dataset("hmdb51", root, subset="train", select_on_test=True)) == [r.path.name for r in listed]
