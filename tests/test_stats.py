@@ -1,0 +1,103 @@
+"""Intervals, paired differences and binomial errors against values worked out by hand."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnet import stats
+
+
+@pytest.mark.parametrize("p", [0.6, 0.9, 0.975, 0.995, 0.9999])
+def test_t_quantile_has_the_closed_forms_of_one_and_two_degrees_of_freedom(p):
+    # df = 1 is the Cauchy distribution: F^-1(p) = tan(pi (p - 1/2))
+    assert stats.t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), rel=1e-9)
+    # df = 2: F(t) = 1/2 + t / (2 sqrt(2 + t^2))  =>  t = (2p - 1) / sqrt(2 p (1 - p))
+    assert stats.t_quantile(p, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-9)
+    assert stats.t_quantile(1 - p, 2) == pytest.approx(-stats.t_quantile(p, 2), rel=1e-12)
+
+
+@pytest.mark.parametrize("p, df, expected", [
+    (0.975, 3, 3.182446305), (0.975, 4, 2.776445105), (0.975, 5, 2.570581836), (0.975, 10, 2.228138852),
+    (0.975, 30, 2.042272456), (0.995, 3, 5.840909310), (0.9, 4, 1.533206274), (0.975, 1000, 1.962339081),
+])
+def test_t_quantile_matches_published_tables(p, df, expected):
+    assert stats.t_quantile(p, df) == pytest.approx(expected, abs=1e-8)
+
+
+def test_t_quantile_tends_to_the_normal_quantile():
+    assert stats.t_quantile(0.975, 1e7) == pytest.approx(1.959963985, abs=1e-6)
+
+
+def test_t_cdf_inverts_the_quantile_and_rejects_bad_arguments():
+    for df in (1, 2.5, 7, 60):
+        assert stats.t_cdf(stats.t_quantile(0.8, df), df) == pytest.approx(0.8, abs=1e-12)
+    assert stats.t_cdf(0.0, 5) == 0.5
+    with pytest.raises(ValueError, match="0 < p < 1"):
+        stats.t_quantile(1.0, 3)
+
+
+def test_t_interval_of_one_two_three():
+    # mean 2; sd = sqrt(((1-2)^2 + 0 + (3-2)^2) / 2) = 1; t_{0.975, 2} = 4.302653;
+    # half-width = 4.302653 * 1 / sqrt(3) = 2.484138
+    interval = stats.t_interval([1, 2, 3])
+    assert interval.mean == 2 and interval.sd == 1 and interval.n == 3
+    assert interval.half_width == pytest.approx(4.302653 / math.sqrt(3), abs=1e-6)
+    assert interval.low == pytest.approx(2 - 2.484138, abs=1e-6) and interval.high == pytest.approx(4.484138, abs=1e-6)
+    assert str(interval) == "2.0 [-0.5, 4.5]"
+
+
+def test_t_interval_with_one_value_has_no_width_and_nans_are_dropped():
+    one = stats.t_interval([60.0, np.nan])
+    assert one.mean == 60 and one.n == 1 and math.isnan(one.low) and str(one) == "60.0"
+    assert stats.t_interval([]).n == 0 and stats.mean_text(stats.t_interval([])) == ""
+
+
+def test_paired_difference_uses_only_common_seeds_and_calls_only_outside_zero():
+    runs = pd.DataFrame({
+        "config": ["full"] * 4 + ["a"] * 3 + ["b"] * 3 + ["c"],
+        "seed":   [0, 1, 2, 3, 0, 1, 2, 0, 1, 2, 0],
+        "test.top1": [60, 50, 70, 99, 64, 55, 73, 50, 52, 58, 10],
+        "status": ["done"] * 11,
+    })
+    table = stats.paired_differences(runs, reference="full").set_index("config")
+    # a - full over seeds 0, 1, 2 (seed 3 only in full): 4, 5, 3 -> mean 4, sd 1,
+    # half-width 4.302653 / sqrt(3) = 2.484138 -> [1.515862, 6.484138]: excludes 0
+    assert table.loc["a", "pairs"] == 3 and table.loc["a", "diff"] == 4
+    assert table.loc["a", "low"] == pytest.approx(1.515862, abs=1e-6) and table.loc["a", "call"] == "better"
+    # b - full: -10, 2, -12 -> mean -20/3, sd sqrt((3.333^2 + 8.667^2 + 5.333^2) / 2) = 7.571878,
+    # half-width 4.302653 * 7.571878 / sqrt(3) = 18.809...: contains 0
+    assert table.loc["b", "diff"] == pytest.approx(-20 / 3)
+    assert table.loc["b", "high"] == pytest.approx(-20 / 3 + 4.302653 * 7.571878 / math.sqrt(3), abs=1e-4)
+    assert table.loc["b", "call"] == "no difference"
+    assert table.loc["c", "pairs"] == 1 and table.loc["c", "call"] == "n < 2"
+    assert table.loc["full", "call"] == "reference" and table.loc["full", "diff"] == 0
+
+
+def test_a_consistent_loss_is_called_worse():
+    diff = stats.t_interval([-3.0, -5.0, -4.0])
+    assert diff.high < 0 and stats.call(diff) == "worse"
+
+
+def test_a_failed_run_drops_its_seed_from_the_pairs():
+    runs = pd.DataFrame({"config": ["full", "full", "a", "a"], "seed": [0, 1, 0, 1],
+                         "test.top1": [50.0, 60.0, 52.0, np.nan], "status": ["done", "done", "done", "failed"]})
+    row = stats.paired_differences(runs, reference="full").set_index("config").loc["a"]
+    assert row["pairs"] == 1 and row["diff"] == 2
+
+
+def test_binomial_standard_error_and_the_test_size_it_needs():
+    # 128 videos at 50 %: 100 * sqrt(0.25 / 128) = 4.419 points
+    assert stats.binomial_se(50.0, 128) == pytest.approx(100 * math.sqrt(0.25 / 128))
+    assert stats.binomial_se(50.0, 128) == pytest.approx(4.4194, abs=1e-4)
+    # SE <= 2 points: n >= 0.25 / 0.02^2 = 625 at 50 %; at 80 %: 0.16 / 0.0004 = 400
+    assert stats.videos_for_se(50.0, 2.0) == 625 and stats.videos_for_se(80.0, 2.0) == 400
+    assert stats.binomial_se(50.0, 625) == pytest.approx(2.0)
+
+
+def test_bootstrap_interval_lies_inside_the_sample_range():
+    values = [1.0, 2.0, 3.0, 10.0]
+    boot = stats.bootstrap_interval(values, resamples=2000, seed=1)
+    assert boot.mean == 4.0 and 1.0 <= boot.low < 4.0 < boot.high <= 10.0
+    assert boot.half_width < stats.t_interval(values).half_width    # t widens for the uncertain sd
+    assert stats.bootstrap_interval(values, resamples=2000, seed=1) == boot
