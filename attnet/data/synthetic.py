@@ -14,7 +14,9 @@ saved as boxes/<class>/<name>.npy beside videos/<class>/<name>.mp4. List files t
 val.txt and test.txt use the generic "relative/path label" format, so the real loaders
 read them; with frame_folders=True, frames/<class>/<name>/img_00001.jpg... and
 {subset}_frames.txt ("relative/path num_frames label") are written too.
-Everything is a function of the seed.
+`difficulty` (0: the original videos) shrinks the objects and adds decoys that act out the
+opposite motion next to the actor, leaving room below the ceiling that attention can win.
+Everything is a function of the seed (and the difficulty).
 """
 from __future__ import annotations
 
@@ -92,28 +94,66 @@ def _actor_path(label: int, t: np.ndarray, rng: np.random.Generator, size: int):
     return np.full_like(t, cx), np.full_like(t, cy), side
 
 
+def _decoys(ax, ay, aside, count: int, rng: np.random.Generator, size: int) -> list:
+    """Look-alikes (+ marks, the actor's size) near the actor, moving along its path run
+    backwards: a "move right" actor gets "move left" clutter, an orbit the opposite orbit,
+    "grow" a shrinking square. Tracks are shifted to stay inside the frame."""
+    out = []
+    for _ in range(count):
+        angle, distance = rng.uniform(0, 2 * math.pi), size * rng.uniform(0.2, 0.35)
+        track = []
+        for path, offset in ((ax[::-1], math.cos(angle)), (ay[::-1], math.sin(angle))):
+            path = path + distance * offset
+            margin = aside.max() / 2
+            path = path + max(0.0, margin - path.min()) - max(0.0, path.max() - (size - margin))
+            track.append(path)
+        out.append((track[0], track[1], aside[::-1], rng.uniform(0.85, 1.15, size=3)))
+    return out
+
+
+def difficulty_settings(difficulty: float) -> dict:
+    """What a difficulty does: the actor's (and distractors') size factor and the number of
+    decoys added (0 reproduces the original dataset exactly)."""
+    if difficulty < 0:
+        raise ValueError(f"difficulty must be >= 0, got {difficulty}")
+    return {"scale": 1.0 / (1.0 + 0.5 * difficulty), "decoys": int(2 * difficulty + 0.5)}
+
+
 def render(label: int, seed: int | tuple, frames: int = 16, size: int = 112,
-           distractors: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """One video of class `label`: uint8 frames [F, size, size, 3] and actor boxes [F, 4]."""
+           distractors: int = 2, difficulty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """One video of class `label`: uint8 frames [F, size, size, 3] and actor boxes [F, 4].
+
+    difficulty > 0 shrinks the actor and the distractors by difficulty_settings' scale and
+    adds decoys acting out the opposite motion close to the actor (see _decoys), so that
+    the global average carries less of the class and more of its opposite. The decoys are
+    drawn from their own random stream: the scene, paths and noise stay those of difficulty 0."""
+    settings = difficulty_settings(difficulty)
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 1.0, frames)
     background = _background(rng, size)
     ax, ay, aside = _actor_path(label, t, rng, size)
+    aside = aside * settings["scale"]
     actor_tint = rng.uniform(0.85, 1.15, size=3)
     movers = []
     for _ in range(distractors):
         start = rng.uniform(size * 0.15, size * 0.85, size=2)
         heading = rng.uniform(0, 2 * math.pi)
         speed = size * rng.uniform(0.2, 0.5)
-        movers.append((start, speed * np.array([math.cos(heading), math.sin(heading)]),
-                       size * rng.uniform(0.10, 0.15), rng.uniform(0.85, 1.15, size=3)))
+        velocity = speed * np.array([math.cos(heading), math.sin(heading)])
+        track = start[:, None] + velocity[:, None] * t
+        movers.append((track[0], track[1], np.full_like(t, size * rng.uniform(0.10, 0.15) * settings["scale"]),
+                       rng.uniform(0.85, 1.15, size=3)))
+    if settings["decoys"]:
+        decoy_rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), 1])
+        movers += _decoys(ax, ay, aside, settings["decoys"], decoy_rng, size)
     video = np.empty((frames, size, size, 3), dtype=np.uint8)
     boxes = np.zeros((frames, 4), dtype=np.int32)
     for f in range(frames):
         frame = background.copy()
-        for start, velocity, side, tint in movers:
-            cx, cy = start + velocity * t[f]
-            _stamp(frame, cx, cy, side, tint * _light(np.clip(cx / size, 0, 1), np.clip(cy / size, 0, 1)), actor=False)
+        for xs, ys, sides, tint in movers:
+            cx, cy = xs[f], ys[f]
+            _stamp(frame, cx, cy, sides[f], tint * _light(np.clip(cx / size, 0, 1), np.clip(cy / size, 0, 1)),
+                   actor=False)
         colour = actor_tint * _light(np.clip(ax[f] / size, 0, 1), np.clip(ay[f] / size, 0, 1))
         boxes[f] = _stamp(frame, ax[f], ay[f], aside[f], colour, actor=True)   # drawn on top
         frame += rng.normal(0, 4, size=frame.shape)
@@ -141,17 +181,20 @@ def _write_frames(folder: Path, video: np.ndarray) -> None:
 
 def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[str, int] | None = None,
              frames: int = 16, size: int = 112, fps: int = 8, distractors: int = 2, seed: int = 0,
-             frame_folders: bool = False) -> Path:
+             frame_folders: bool = False, difficulty: float = 0.0) -> Path:
     """Write the dataset under out_dir (replacing an older one) and return out_dir.
 
-    A meta.json records the arguments; `ensure` uses it to skip regeneration.
+    A meta.json records the arguments (the difficulty among them); `ensure` uses it to skip
+    regeneration. videos_per_class["test"] sets the test-set size, hence the binomial error
+    of a top-1 (attnet.stats.videos_for_se: 625 test videos for 2 points at 50 %).
     """
     if not 2 <= num_classes <= len(CLASSES):
         raise ValueError(f"num_classes must be in 2..{len(CLASSES)}, got {num_classes}")
+    difficulty_settings(difficulty)   # rejects a negative difficulty before anything is deleted
     counts = {**SUBSET_SIZES, **(videos_per_class or {})}
     out = Path(out_dir)
     meta = dict(num_classes=num_classes, videos_per_class=counts, frames=frames, size=size, fps=fps,
-                distractors=distractors, seed=seed, frame_folders=frame_folders)
+                distractors=distractors, seed=seed, frame_folders=frame_folders, difficulty=difficulty)
     for sub in ("videos", "boxes", "frames"):
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "meta.json").unlink(missing_ok=True)
@@ -165,7 +208,7 @@ def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[s
         for subset, count in counts.items():
             for _ in range(count):
                 clip = f"{name}_{index:04d}"
-                video, boxes = render(label, (seed, label, index), frames, size, distractors)
+                video, boxes = render(label, (seed, label, index), frames, size, distractors, difficulty)
                 _write_video(out / "videos" / name / f"{clip}.mp4", video, fps)
                 np.save(out / "boxes" / name / f"{clip}.npy", boxes)
                 lines[subset].append(f"videos/{name}/{clip}.mp4 {label}")
@@ -187,11 +230,13 @@ def ensure(out_dir: str | Path, **kwargs) -> Path:
     out = Path(out_dir)
     meta_path = out / "meta.json"
     wanted = dict(num_classes=8, videos_per_class=SUBSET_SIZES, frames=16, size=112, fps=8, distractors=2,
-                  seed=0, frame_folders=False)
+                  seed=0, frame_folders=False, difficulty=0.0)
     wanted.update(kwargs)
     wanted["videos_per_class"] = {**SUBSET_SIZES, **(kwargs.get("videos_per_class") or {})}
-    if meta_path.is_file() and json.loads(meta_path.read_text()) == wanted:
-        return out
+    if meta_path.is_file():
+        have = {"difficulty": 0.0, **json.loads(meta_path.read_text())}   # made before the knob: difficulty 0
+        if have == wanted:
+            return out
     return generate(out, **wanted)
 
 
