@@ -101,3 +101,80 @@ def test_bootstrap_interval_lies_inside_the_sample_range():
     assert boot.mean == 4.0 and 1.0 <= boot.low < 4.0 < boot.high <= 10.0
     assert boot.half_width < stats.t_interval(values).half_width    # t widens for the uncertain sd
     assert stats.bootstrap_interval(values, resamples=2000, seed=1) == boot
+
+
+def test_the_ablation_table_gives_intervals_paired_differences_calls_and_failures(tmp_path):
+    from attnet.reproduce import ablation_table, write_table
+    nan = np.nan
+    runs = pd.DataFrame({
+        "config": ["GP only"] * 3 + ["full model"] * 3 + ["SA + GP (fusion layer)"] * 2 + ["broken"],
+        "seed": [0, 1, 2, 0, 1, 2, 0, 1, 0],
+        "status": ["done"] * 8 + ["failed"], "error": [""] * 8 + ["ConfigError: model.streams: xx"],
+        "test.top1": [50, 60, 55, 54, 65, 61, 60, 64, nan],
+        "test.gp_top1": [50, 60, 55, 10, 20, 6, nan, nan, nan],
+        "test.sa_top1": [nan, nan, nan, 55, 60, 62, 60, 64, nan],
+        "test.num_videos": [128] * 8 + [nan],
+    })
+    table = ablation_table(runs).set_index("configuration")
+    # GP only: mean 55, sd 5, half-width 4.302653 * 5 / sqrt(3) = 12.42 -> [42.6, 67.4]
+    assert table.loc["GP only", "top-1"] == "55.0 [42.6, 67.4]" and table.loc["GP only", "GP"] == "55.0"
+    # GP only - full model: -4, -5, -6 -> mean -5, sd 1, half-width 2.4842 -> [-7.5, -2.5]: worse
+    assert table.loc["GP only", "Δ vs full model"] == "-5.0 [-7.5, -2.5]" and table.loc["GP only", "call"] == "worse"
+    # SA + GP - full model over seeds 0, 1: 6, -1 -> mean 2.5, sd 4.9497, t_{0.975,1} = 12.7062,
+    # half-width 12.7062 * 4.9497 / sqrt(2) = 44.47 -> [-42.0, 47.0]
+    assert table.loc["SA + GP (fusion layer)", "Δ vs full model"] == "+2.5 [-42.0, +47.0]"
+    assert table.loc["SA + GP (fusion layer)", "call"] == "no difference"
+    assert table.loc["SA + GP (fusion layer)", "seeds"] == "2/2" and table.loc["SA + GP (fusion layer)", "GP"] == ""
+    assert table.loc["full model", "call"] == "reference" and table.loc["full model", "SA"] == "59.0"
+    assert table.loc["broken", "status"] == "failed: ConfigError: model.streams: xx"
+    assert table.loc["broken", "seeds"] == "0/1" and table.loc["broken", "top-1"] == ""
+    # the note: 128 videos at the full model's 60 %: 100 sqrt(0.6 * 0.4 / 128) = 4.33 points
+    note = table.attrs["note"]
+    assert "seeds [0, 1, 2]" in note and "95 % Student t-interval" in note and "128 videos" in note
+    assert "4.3 points at 60 %" in note and "625 videos for 2 points" in note
+    write_table(ablation_table(runs), tmp_path / "t")
+    assert (tmp_path / "t.md").read_text().rstrip().endswith("625 videos for 2 points).")   # under the table
+
+
+def test_without_the_reference_the_table_has_no_differences():
+    from attnet.reproduce import ablation_table
+    runs = pd.DataFrame({"config": ["GP only", "GP only"], "seed": [0, 1], "status": ["done", "done"],
+                         "error": ["", ""], "test.top1": [40.0, 50.0]})
+    row = ablation_table(runs).iloc[0]
+    assert row["Δ vs full model"] == "" and row["call"] == "" and row["top-1"].startswith("45.0 [")
+
+
+def test_the_control_rows_get_their_own_run_names():
+    from attnet.config import default_run_name
+    from attnet.reproduce import ABLATIONS
+    names = {default_run_name("p", spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
+                              spec.get("fusion_layer", True), spec.get("ga_reg", True), 0,
+                              spec.get("ga_detach_gp", False)) for spec in ABLATIONS.values()}
+    assert len(names) == len(ABLATIONS)
+    assert "p_gp+sa+la_sru_gadetach_seed0" in names and "p_gp+oracle_sru_seed0" in names
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")     # the stand-in epoch takes no step
+def test_configurations_with_the_same_seed_train_on_the_same_order(tmp_path, monkeypatch):
+    """Paired seeds: the training order comes from the loader's own generator, seeded by the
+    run's seed and the epoch, not from the global RNG that building different models consumes."""
+    from attnet.config import load_config
+    from attnet.engine import train
+
+    orders = []      # one per epoch, in call order: the runs below go one after another
+
+    def record_order(model, loader, *args, **kwargs):
+        orders.append([list(batch) for batch in loader.batch_sampler])
+        return {"loss": 0.0}
+
+    monkeypatch.setattr(train, "train_one_epoch", record_order)
+    for streams, seed in ((["gp"], 0), (["gp", "sa", "la"], 0), (["gp"], 1)):
+        train.fit(load_config("synthetic-smoke", [f"data.root={tmp_path / 'data'}", f"run.out_dir={tmp_path / 'runs'}",
+                                                  f"model.streams={streams}", f"run.seed={seed}", "optim.epochs=2",
+                                                  "data.batch_size=4"]))
+    gp, full, other_seed = orders[0], orders[2], orders[4]
+    assert gp == full                                                           # same order for both models
+    assert len(gp) == 6 and sorted(i for b in gp for i in b) == list(range(24))  # 4 classes x 6 videos, batches of 4
+    assert [i for b in gp for i in b] != list(range(24))                        # shuffled
+    assert gp != other_seed                                                     # the seed does change it
+    assert orders[1] == orders[3] != gp                                         # epoch 2: a new order, still paired
