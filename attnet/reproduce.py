@@ -22,6 +22,7 @@ from attnet import stats
 from attnet.config import default_run_name
 
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
+EXTRAS = ("07_difficulty",)     # run only when named: attnet reproduce --only 07_difficulty
 
 # The paper's ablations: stream subsets with and without the fusion layer, GA regularization,
 # and the temporal model; then two controls: the GA hinge with GP's probability as a fixed
@@ -75,7 +76,7 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
         config, spec, seed = task
         params = {"preset": preset, "data_root": data_root, "results_dir": results_dir, "seed": seed,
                   "resume": resume, "epochs": epochs, "make_figures": False, "threads": threads, **spec}
-        name = default_run_name(preset, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
+        name = default_run_name(Path(preset).stem, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
                                 spec.get("fusion_layer", True), spec.get("ga_reg", True), seed,
                                 spec.get("ga_detach_gp", False))
         row = {"config": config, "seed": seed, "run": name, "status": "done", "error": ""}
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="synthetic")
     parser.add_argument("--data-root", default=None, help="dataset root (default: the preset's)")
-    parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, default=None, help="run only these notebooks")
+    parser.add_argument("--only", nargs="+", choices=NOTEBOOKS + EXTRAS, default=None,
+                        help=f"run only these notebooks ({', '.join(EXTRAS)} runs only when named)")
     parser.add_argument("--resume", action="store_true",
                         help="keep this preset's finished runs (final.json); without it they are deleted and retrained")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the ablation")

@@ -152,3 +152,20 @@ def tsn_timeline(num_frames: int, segments: int, train_draws: list[list[int]], t
     ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1, 1.35), ncol=2)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def difficulty_chart(table: pd.DataFrame, path=None) -> plt.Figure:
+    """Test top-1 against the dataset's difficulty, one line per configuration, with the 95 %
+    t-intervals over seeds of attnet.sweep.difficulty_table (no bar below two seeds)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    configs = list(dict.fromkeys(table["configuration"]))
+    for i, (config, rows) in enumerate(table.groupby("configuration", sort=False)):
+        shift = (i - (len(configs) - 1) / 2) * 0.015 * max(1.0, float(np.ptp(table["difficulty"])))   # bars apart
+        ax.errorbar(rows["difficulty"] + shift, rows["top1"],
+                    yerr=[rows["top1"] - rows["low"], rows["high"] - rows["top1"]], marker="o", capsize=3,
+                    label=config)
+    ax.set(xlabel="difficulty (0: the original synthetic set)", ylabel="test top-1 (%), 95 % t-interval",
+           ylim=(0, 100), xticks=sorted(table["difficulty"].unique()))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

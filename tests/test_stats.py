@@ -154,7 +154,7 @@ def test_the_control_rows_get_their_own_run_names():
     assert "p_gp+sa+la_sru_gadetach_seed0" in names and "p_gp+oracle_sru_seed0" in names
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")     # the stand-in epoch takes no step
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")   # the stand-in epoch takes no step
 def test_configurations_with_the_same_seed_train_on_the_same_order(tmp_path, monkeypatch):
     """Paired seeds: the training order comes from the loader's own generator, seeded by the
     run's seed and the epoch, not from the global RNG that building different models consumes."""

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--distractors", type=int, default=2, help="moving look-alikes per video")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--difficulty", type=float, default=0.0, help="0: the original videos; higher: smaller actor, more decoys")
+    p.add_argument("--difficulty", type=float, default=0.0, help="0: the original; higher: smaller actor, decoys")
     p.add_argument("--frame-folders", action="store_true", help="also write JPEG frame folders")
     p.set_defaults(run=_synth)
     p = sub.add_parser("check", help="count videos per split, list missing/unreadable files")
