@@ -18,6 +18,7 @@ import torch.nn.functional as F  # noqa: E402
 from torchvision.transforms.functional import gaussian_blur  # noqa: E402
 
 from attnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from attnet.stats import t_interval  # noqa: E402
 
 STREAM_NAMES = {"la": "Learning-based Attention", "sa": "Statistic-based Attention", "gp": "Global Pooling"}
 STREAM_COLOURS = {"fused": "#444444", "gp": "#8c8c8c", "sa": "#1f77b4", "la": "#d62728"}
@@ -123,14 +124,14 @@ def stream_accuracy(test: dict, title: str = "", path=None) -> plt.Figure:
 
 
 def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> plt.Figure:
-    """Mean and standard deviation over seeds of each configuration (rows: one run each)."""
+    """Mean and 95 % t-interval over seeds of each configuration, as in the ablation table (rows: one run each)."""
     done = runs[runs["status"] == "done"]
     fig, ax = plt.subplots(figsize=(7, 0.45 * done["config"].nunique() + 1.2))
-    sns.barplot(data=done, y="config", x=value, errorbar="sd", color="#1f77b4", ax=ax,
-                order=list(dict.fromkeys(done["config"])))
+    sns.barplot(data=done, y="config", x=value, errorbar=lambda v: (t_interval(v).low, t_interval(v).high),
+                color="#1f77b4", ax=ax, order=list(dict.fromkeys(done["config"])))
     sns.stripplot(data=done, y="config", x=value, color="black", size=3, ax=ax,
                   order=list(dict.fromkeys(done["config"])))
-    ax.set(xlabel="test top-1 (%), mean ± sd over seeds", ylabel="", xlim=(0, 100))
+    ax.set(xlabel="test top-1 (%), mean and 95 % t-interval over seeds", ylabel="", xlim=(0, 100))
     fig.tight_layout()
     return _save(fig, path)
 

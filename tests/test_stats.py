@@ -178,3 +178,12 @@ def test_configurations_with_the_same_seed_train_on_the_same_order(tmp_path, mon
     assert [i for b in gp for i in b] != list(range(24))                        # shuffled
     assert gp != other_seed                                                     # the seed does change it
     assert orders[1] == orders[3] != gp                                         # epoch 2: a new order, still paired
+
+
+def test_the_ablation_chart_draws_the_tables_interval():
+    from attnet import viz
+    runs = pd.DataFrame({"config": ["a", "a", "a", "b"], "test.top1": [10.0, 20.0, 15.0, 30.0], "status": ["done"] * 4})
+    bars = viz.ablation_chart(runs).axes[0].lines
+    # a: mean 15, sd 5, half-width 4.302653 * 5 / sqrt(3) = 12.4207 -> [2.5793, 27.4207]; b: one seed, no bar
+    assert bars[0].get_xdata() == pytest.approx([15 - 12.4207, 15 + 12.4207], abs=1e-4)
+    assert np.isnan(bars[1].get_xdata()).all()
