@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -66,3 +67,40 @@ def difficulty_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
                      "top1": interval.mean, "low": interval.low, "high": interval.high,
                      "top-1": stats.mean_text(interval)})
     return pd.DataFrame(rows)
+
+
+def _pooled_colours(difficulty: float, count: int, first: int, frames: int, size: int, seed: int):
+    """Per video the change over time of the mean colour of the whole frame (what global
+    pooling sees of the light) and of the actor's box; and the labels."""
+    whole, actor, labels = [], [], []
+    for label in range(len(synthetic.CLASSES)):
+        for index in range(first, first + count):
+            video, boxes = synthetic.render(label, (seed, label, index), frames, size, difficulty=difficulty)
+            video = video.astype(np.float32) / 255
+            g = video.mean(axis=(1, 2))
+            a = np.stack([v[y0:y1, x0:x1].mean(axis=(0, 1)) for v, (x0, y0, x1, y1) in zip(video, boxes)])
+            whole.append((g - g[0]).ravel())
+            actor.append((a - a[0]).ravel())
+            labels.append(label)
+    return np.array(whole), np.array(actor), np.array(labels)
+
+
+def _ridge_accuracy(train_x, train_y, test_x, test_y, ridge: float = 1e-3) -> float:
+    """Top-1 (%) of a one-vs-all ridge regression on standardised features."""
+    mean, sd = train_x.mean(0), train_x.std(0) + 1e-8
+    design = np.c_[(train_x - mean) / sd, np.ones(len(train_x))]
+    weights = np.linalg.solve(design.T @ design + ridge * len(design) * np.eye(design.shape[1]),
+                              design.T @ np.eye(len(synthetic.CLASSES))[train_y])
+    predicted = (np.c_[(test_x - mean) / sd, np.ones(len(test_x))] @ weights).argmax(1)
+    return 100.0 * float((predicted == test_y).mean())
+
+
+def pooling_probe(difficulty: float, train: int = 60, test: int = 40, frames: int = 16, size: int = 112,
+                  seed: int = 0) -> dict:
+    """How much of the class a difficulty leaves to global pooling, without training a network:
+    test top-1 (%) of a linear probe on the mean colour over time of the whole frame ("global")
+    and of the actor's box ("actor"), on `train` / `test` videos per class of all 8 classes."""
+    tr_whole, tr_actor, tr_y = _pooled_colours(difficulty, train, 0, frames, size, seed)
+    te_whole, te_actor, te_y = _pooled_colours(difficulty, test, train, frames, size, seed)
+    return {"difficulty": difficulty, "global": _ridge_accuracy(tr_whole, tr_y, te_whole, te_y),
+            "actor": _ridge_accuracy(tr_actor, tr_y, te_actor, te_y), "test_videos": len(te_y)}

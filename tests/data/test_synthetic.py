@@ -72,7 +72,7 @@ def test_difficulty_zero_reproduces_the_videos_made_before_the_knob(args):
     assert np.array_equal(video, synthetic.render(*args)[0])
 
 
-def test_difficulty_shrinks_the_actor_and_adds_decoys_acting_out_the_opposite_motion():
+def test_difficulty_shrinks_the_actor_and_adds_decoys_the_first_acting_out_the_opposite_motion():
     area, decoys = {}, {}
     for difficulty in (0, 1, 2):
         settings = synthetic.difficulty_settings(difficulty)
@@ -82,7 +82,7 @@ def test_difficulty_shrinks_the_actor_and_adds_decoys_acting_out_the_opposite_mo
         area[difficulty] = np.mean([((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).mean() for b in boxes])
     # side factor 1 / (1 + difficulty / 2): 1, 2/3, 1/2 -> area factor 1, 4/9, 1/4 (up to pixel rounding)
     assert area[1] / area[0] == pytest.approx(4 / 9, abs=0.04) and area[2] / area[0] == pytest.approx(1 / 4, abs=0.04)
-    assert decoys == {0: 0, 1: 2, 2: 4}
+    assert decoys == {0: 0, 1: 2, 2: 4} and synthetic.difficulty_settings(0.5)["decoys"] == 1
     # the decoys are drawn: at difficulty 1 the frames differ from difficulty 0 outside the actor's box too,
     # and the pixels a "move right" actor leaves alone get + marks (near-white) moving leftwards
     easy, _ = synthetic.render(0, (0, 0, 0), frames=8, size=112, difficulty=0)
@@ -92,10 +92,13 @@ def test_difficulty_shrinks_the_actor_and_adds_decoys_acting_out_the_opposite_mo
     for f, (x0, y0, x1, y1) in enumerate(boxes):
         mask[f, y0:y1, x0:x1] = False
     assert (np.abs(hard.astype(int) - easy.astype(int)).max(axis=-1)[mask] > 60).sum() > 100
-    _, tracks = _decoy_tracks(label=0, seed=(0, 0, 0), difficulty=1)
-    for xs, ys, sides in tracks:
-        assert xs[-1] < xs[0] and np.allclose(ys, ys[0])                      # decoys move left, straight
-        assert sides.min() / 2 <= xs.min() and xs.max() <= 112 - sides.min() / 2   # inside the frame
+    for difficulty, area in ((0.25, 0.25), (1, 1.0)):                          # the first decoy's area / the actor's
+        (ax, _, aside), tracks = _decoy_tracks(label=0, seed=(0, 0, 0), difficulty=difficulty)
+        xs, ys, sides = tracks[0]
+        assert xs[-1] < xs[0] and np.allclose(ys, ys[0])                      # it moves left, straight,
+        assert np.allclose(xs[0] - xs, ax[::-1][0] - ax[::-1])                # along the actor's path reversed
+        assert np.allclose((sides / aside[::-1]) ** 2, area)
+        assert sides.max() / 2 <= xs.min() and xs.max() <= 112 - sides.max() / 2   # inside the frame
 
 
 def _decoy_tracks(label, seed, difficulty, frames=8, size=112):
@@ -105,9 +108,9 @@ def _decoy_tracks(label, seed, difficulty, frames=8, size=112):
     t = np.linspace(0.0, 1.0, frames)
     synthetic._background(rng, size)
     ax, ay, aside = synthetic._actor_path(label, t, rng, size)
-    decoys = synthetic._decoys(ax, ay, aside * settings["scale"], settings["decoys"],
-                               np.random.default_rng([*seed, 1]), size)
-    return (ax, ay), [(xs, ys, sides) for xs, ys, sides, _ in decoys]
+    actor = (ax, ay, aside * settings["scale"])
+    decoys = synthetic._decoys(label, t, actor, settings, np.random.default_rng([*seed, 1]), size)
+    return actor, [(xs, ys, sides) for xs, ys, sides, _ in decoys]
 
 
 def test_harder_videos_are_still_a_function_of_the_seed():

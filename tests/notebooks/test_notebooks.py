@@ -65,11 +65,13 @@ def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(worksp
     import nbformat
     out = tmp_path / "07.ipynb"
     execute("07_difficulty", out, {**workspace, "difficulties": [0, 1], "seeds": [0], "epochs": 1,
-                                   "sweep_configs": ["GP only"]})
+                                   "sweep_configs": ["GP only"], "probe_videos": 3})
     table = pd.read_csv(f"{workspace['results_dir']}/tables/difficulty_synthetic-smoke.csv")
     assert list(zip(table["difficulty"], table["configuration"])) == [(0.0, "GP only"), (1.0, "GP only")]
     assert table["seeds"].eq("1/1").all() and table["top1"].between(0, 100).all()
     assert table["low"].isna().all()                                   # one seed: no interval
+    probe = pd.read_csv(f"{workspace['results_dir']}/tables/difficulty_probe_synthetic-smoke.csv")
+    assert probe["difficulty"].tolist() == [0, 1] and probe["test_videos"].eq(24).all()   # 8 classes x 3
     runs = sorted(os.listdir(f"{workspace['results_dir']}/runs"))
     assert {"synthetic-smoke-d0_gp_sru_seed0", "synthetic-smoke-d1_gp_sru_seed0"} <= set(runs)   # one per difficulty
     meta = json.loads(open(f"{workspace['data_root']}-d1/meta.json").read())
