@@ -133,3 +133,13 @@ def test_the_dataset_records_its_difficulty_and_ensure_tells_them_apart(tmp_path
     assert (root / "meta.json").stat().st_mtime_ns == stamp                    # same arguments: kept
     synthetic.ensure(root, num_classes=2, videos_per_class=counts, frames=6, size=32)
     assert json.loads((root / "meta.json").read_text())["difficulty"] == 0.0    # other difficulty: regenerated
+
+
+def test_attnet_data_synth_takes_the_difficulty(tmp_path, capsys):
+    import json
+    from attnet.data import cli
+    cli.main(["synth", "--out", str(tmp_path / "s"), "--classes", "2", "--train", "1", "--val", "1", "--test", "1",
+              "--frames", "6", "--size", "32", "--difficulty", "0.5"])
+    assert json.loads((tmp_path / "s" / "meta.json").read_text())["difficulty"] == 0.5
+    video, boxes = synthetic.render(1, (0, 1, 2), frames=6, size=32, difficulty=0.5)   # class 1, third video: test
+    assert np.array_equal(np.load(tmp_path / "s" / "boxes" / "move_left" / "move_left_0002.npy"), boxes)
