@@ -24,10 +24,8 @@ from attnet.config import default_run_name
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
 EXTRAS = ("07_difficulty",)     # run only when named: attnet reproduce --only 07_difficulty
 
-# The paper's ablations: stream subsets with and without the fusion layer, GA regularization,
-# and the temporal model; then two controls: the GA hinge with GP's probability as a fixed
-# reference, and a positive control whose attention weights come from the actor's box (what
-# attending to the actor is worth). Names are the rows of the ablation table.
+# The paper's ablations (METHOD.md): stream subsets with and without the fusion layer, GA
+# regularization, and the temporal model. Names are the rows of the ablation table.
 ABLATIONS = {
     "GP only": dict(streams=["gp"]),
     "SA only": dict(streams=["sa"], fusion_layer=False),
@@ -39,6 +37,8 @@ ABLATIONS = {
     "full model, LSTM": dict(streams=["gp", "sa", "la"], temporal="lstm"),
     "full model, GRU": dict(streams=["gp", "sa", "la"], temporal="gru"),
     "full model, mean pooling": dict(streams=["gp", "sa", "la"], temporal="mean"),
+    # controls: the GA hinge with GP's probability as a fixed reference, and attention weights
+    # from the actor's box (what attending to the actor is worth)
     "full model, GA reference detached": dict(streams=["gp", "sa", "la"], ga_detach_gp=True),
     "oracle + GP (fusion layer)": dict(streams=["gp", "oracle"]),
 }
