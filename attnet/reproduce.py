@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from attnet import stats
 from attnet.config import default_run_name
 
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
@@ -115,6 +114,7 @@ def ablation_table(runs: pd.DataFrame, reference: str = REFERENCE, level: float 
     top-1 means, the paired difference to `reference` (seed by seed over the seeds both
     finished) with its t-interval and call, and failures with their error. The method note
     (ablation_note) rides along in table.attrs["note"]; write_table prints it under the table."""
+    from attnet import stats          # here, not at the top: the import block is other branches' to edit
     done = runs[runs["status"] == "done"]
     streams = [c[len("test."):-len("_top1")] for c in runs.columns if c.startswith("test.") and c.endswith("_top1")]
     streams = sorted(streams, key=lambda s: (["gp", "sa", "la"] + [s]).index(s))    # the paper's order first
@@ -145,6 +145,7 @@ def ablation_table(runs: pd.DataFrame, reference: str = REFERENCE, level: float 
 
 def ablation_note(runs: pd.DataFrame, reference: str = REFERENCE, level: float = 0.95) -> str:
     """The method under the ablation table: interval, pairing, seeds, test-set size and its binomial error."""
+    from attnet import stats
     done = runs[runs["status"] == "done"]
     seeds = sorted(done["seed"].unique().tolist()) if len(done) else []
     pct = f"{100 * level:g} %"

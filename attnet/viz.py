@@ -18,7 +18,6 @@ import torch.nn.functional as F  # noqa: E402
 from torchvision.transforms.functional import gaussian_blur  # noqa: E402
 
 from attnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from attnet.stats import t_interval  # noqa: E402
 
 STREAM_NAMES = {"la": "Learning-based Attention", "sa": "Statistic-based Attention", "gp": "Global Pooling"}
 STREAM_COLOURS = {"fused": "#444444", "gp": "#8c8c8c", "sa": "#1f77b4", "la": "#d62728"}
@@ -124,7 +123,8 @@ def stream_accuracy(test: dict, title: str = "", path=None) -> plt.Figure:
 
 
 def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> plt.Figure:
-    """Mean and 95 % t-interval over seeds of each configuration, as in the ablation table (rows: one run each)."""
+    """Mean and 95 % t-interval over seeds of each configuration, as the ablation table (rows: one run each)."""
+    from attnet.stats import t_interval
     done = runs[runs["status"] == "done"]
     fig, ax = plt.subplots(figsize=(7, 0.45 * done["config"].nunique() + 1.2))
     sns.barplot(data=done, y="config", x=value, errorbar=lambda v: (t_interval(v).low, t_interval(v).high),
@@ -132,6 +132,25 @@ def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> p
     sns.stripplot(data=done, y="config", x=value, color="black", size=3, ax=ax,
                   order=list(dict.fromkeys(done["config"])))
     ax.set(xlabel="test top-1 (%), mean and 95 % t-interval over seeds", ylabel="", xlim=(0, 100))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def difficulty_chart(table: pd.DataFrame, path=None):
+    """Test top-1 against the dataset's difficulty, one line per configuration, with the 95 %
+    t-intervals over seeds of attnet.sweep.difficulty_table (no bar below two seeds)."""
+    from matplotlib.figure import Figure      # no pyplot: nothing left open; a notebook shows the returned figure
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
+    configs = list(dict.fromkeys(table["configuration"]))
+    for i, (config, rows) in enumerate(table.groupby("configuration", sort=False)):
+        shift = (i - (len(configs) - 1) / 2) * 0.015 * max(1.0, float(np.ptp(table["difficulty"])))   # bars apart
+        ax.errorbar(rows["difficulty"] + shift, rows["top1"],
+                    yerr=[rows["top1"] - rows["low"], rows["high"] - rows["top1"]], marker="o", capsize=3,
+                    label=config)
+    ax.set(xlabel="difficulty (0: the original synthetic set)", ylabel="test top-1 (%), 95 % t-interval",
+           ylim=(0, 100), xticks=sorted(table["difficulty"].unique()))
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -151,22 +170,5 @@ def tsn_timeline(num_frames: int, segments: int, train_draws: list[list[int]], t
     ax.set(xlim=(-0.5, num_frames - 0.5), xlabel="frame index", yticks=[],
            title=f"TSN sampling: {num_frames} frames, {segments} segments")
     ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1, 1.35), ncol=2)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def difficulty_chart(table: pd.DataFrame, path=None) -> plt.Figure:
-    """Test top-1 against the dataset's difficulty, one line per configuration, with the 95 %
-    t-intervals over seeds of attnet.sweep.difficulty_table (no bar below two seeds)."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    configs = list(dict.fromkeys(table["configuration"]))
-    for i, (config, rows) in enumerate(table.groupby("configuration", sort=False)):
-        shift = (i - (len(configs) - 1) / 2) * 0.015 * max(1.0, float(np.ptp(table["difficulty"])))   # bars apart
-        ax.errorbar(rows["difficulty"] + shift, rows["top1"],
-                    yerr=[rows["top1"] - rows["low"], rows["high"] - rows["top1"]], marker="o", capsize=3,
-                    label=config)
-    ax.set(xlabel="difficulty (0: the original synthetic set)", ylabel="test top-1 (%), 95 % t-interval",
-           ylim=(0, 100), xticks=sorted(table["difficulty"].unique()))
-    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
