@@ -38,29 +38,6 @@ def test_ablation_reports_a_failure_beside_a_result(workspace):
     assert table.loc["broken", "status"].startswith("failed: ConfigError") and "model.streams" in table.loc["broken", "status"]
     assert table.loc["broken", "top-1"] == ""
 
-
-def test_attention_notebook_draws_figures(workspace, tmp_path):
-    execute("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [1]})
-    figures = f"{workspace['results_dir']}/figures"
-    png = open(f"{figures}/attention_synthetic-smoke_video1.png", "rb").read()
-    assert png[:4] == b"\x89PNG" and len(png) > 5000
-    assert open(f"{figures}/attention_synthetic-smoke_video1.gif", "rb").read()[:6] == b"GIF89a"
-    table = pd.read_csv(f"{workspace['results_dir']}/tables/localization_synthetic-smoke.csv")
-    assert set(table["stream"]) == {"sa", "la", "uniform"}
-
-
-def test_reproduce_runs_the_chosen_notebooks_and_writes_timings_and_index(workspace, tmp_path):
-    from attnet import reproduce
-    reproduce.main(["--preset", "synthetic-smoke", "--only", "05_results", "--results", str(tmp_path / "res"),
-                    "--jobs", "1"])
-    timings = pd.read_csv(tmp_path / "res" / "tables" / "reproduce_timings_synthetic-smoke.csv")
-    assert timings["notebook"].tolist() == ["05_results"] and timings["seconds"].iloc[0] > 0
-    assert (tmp_path / "res" / "notebooks" / "05_results.ipynb").is_file()
-    index = (tmp_path / "res" / "README.md").read_text()
-    assert "attnet reproduce --preset synthetic-smoke --only 05_results" in index
-    assert "## paper_vs_reproduced_synthetic-smoke" in index
-
-
 def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(workspace, tmp_path):
     import nbformat
     out = tmp_path / "07.ipynb"
@@ -85,3 +62,25 @@ def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(worksp
 def test_the_difficulty_notebook_is_an_extra_not_part_of_the_default_reproduction():
     from attnet import reproduce
     assert "07_difficulty" in reproduce.EXTRAS and "07_difficulty" not in reproduce.NOTEBOOKS
+
+
+def test_attention_notebook_draws_figures(workspace, tmp_path):
+    execute("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [1]})
+    figures = f"{workspace['results_dir']}/figures"
+    png = open(f"{figures}/attention_synthetic-smoke_video1.png", "rb").read()
+    assert png[:4] == b"\x89PNG" and len(png) > 5000
+    assert open(f"{figures}/attention_synthetic-smoke_video1.gif", "rb").read()[:6] == b"GIF89a"
+    table = pd.read_csv(f"{workspace['results_dir']}/tables/localization_synthetic-smoke.csv")
+    assert set(table["stream"]) == {"sa", "la", "uniform"}
+
+
+def test_reproduce_runs_the_chosen_notebooks_and_writes_timings_and_index(workspace, tmp_path):
+    from attnet import reproduce
+    reproduce.main(["--preset", "synthetic-smoke", "--only", "05_results", "--results", str(tmp_path / "res"),
+                    "--jobs", "1"])
+    timings = pd.read_csv(tmp_path / "res" / "tables" / "reproduce_timings_synthetic-smoke.csv")
+    assert timings["notebook"].tolist() == ["05_results"] and timings["seconds"].iloc[0] > 0
+    assert (tmp_path / "res" / "notebooks" / "05_results.ipynb").is_file()
+    index = (tmp_path / "res" / "README.md").read_text()
+    assert "attnet reproduce --preset synthetic-smoke --only 05_results" in index
+    assert "## paper_vs_reproduced_synthetic-smoke" in index
