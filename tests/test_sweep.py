@@ -45,3 +45,11 @@ def test_the_difficulty_table_has_one_interval_per_difficulty_and_configuration(
     fig = viz.difficulty_chart(sweep.difficulty_table(runs), path=tmp_path / "d.png")
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["GP only", "full model"]
+
+
+def test_the_pooling_probe_loses_the_class_in_the_global_average_but_not_in_the_actors_box():
+    easy = sweep.pooling_probe(0.0, train=10, test=10, frames=8, size=64)
+    hard = sweep.pooling_probe(1.0, train=10, test=10, frames=8, size=64)
+    assert easy["test_videos"] == hard["test_videos"] == 80
+    assert hard["global"] < easy["global"] - 15 and hard["global"] < 30      # chance is 12.5 %
+    assert min(easy["actor"], hard["actor"]) > 70 and hard["actor"] > hard["global"] + 40
