@@ -22,6 +22,7 @@ import yaml
 from attnet.config import CONFIG_DIR, PRESET_PATH, default_run_name
 
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
+EXTRAS = ("07_difficulty",)     # run only when named: attnet reproduce --only 07_difficulty
 
 # The paper's ablations (METHOD.md): stream subsets with and without the fusion layer, GA
 # regularization, and the temporal model. Names are the rows of the ablation table.
@@ -36,7 +37,12 @@ ABLATIONS = {
     "full model, LSTM": dict(streams=["gp", "sa", "la"], temporal="lstm"),
     "full model, GRU": dict(streams=["gp", "sa", "la"], temporal="gru"),
     "full model, mean pooling": dict(streams=["gp", "sa", "la"], temporal="mean"),
+    # controls: the GA hinge with GP's probability as a fixed reference, and attention weights
+    # from the actor's box (what attending to the actor is worth)
+    "full model, GA reference detached": dict(streams=["gp", "sa", "la"], ga_detach_gp=True),
+    "oracle + GP (fusion layer)": dict(streams=["gp", "oracle"]),
 }
+REFERENCE = "full model"     # the row every other is compared with, seed by seed
 
 
 SPEC_KEYS = ("streams", "fusion_layer", "ga_reg", "temporal")   # what an ablation may set (and its run name shows)
@@ -115,8 +121,9 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
         config, spec, seed = task
         params = {"preset": preset, "data_root": data_root, "results_dir": results_dir, "seed": seed,
                   "resume": resume, "epochs": epochs, "make_figures": False, "threads": threads, **spec}
-        name = default_run_name(preset, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
-                                spec.get("fusion_layer", True), spec.get("ga_reg", True), seed)
+        name = default_run_name(Path(preset).stem, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
+                                spec.get("fusion_layer", True), spec.get("ga_reg", True), seed,
+                                spec.get("ga_detach_gp", False))
         row = {"config": config, "seed": seed, "run": name, "status": "done", "error": ""}
         tic = time.perf_counter()
         try:
@@ -148,20 +155,59 @@ def _last_line(err: Exception) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
-def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± sd over seeds of the test top-1 (fused and per stream); failures with their error."""
+def ablation_table(runs: pd.DataFrame, reference: str = REFERENCE, level: float = 0.95) -> pd.DataFrame:
+    """Per configuration: the test top-1 mean with its t-interval over seeds, the per-stream
+    top-1 means, the paired difference to `reference` (seed by seed over the seeds both
+    finished) with its t-interval and call, and failures with their error. The method note
+    (ablation_note) rides along in table.attrs["note"]; write_table prints it under the table."""
+    from attnet import stats          # here, not at the top: the import block is other branches' to edit
+    done = runs[runs["status"] == "done"]
+    streams = [c[len("test."):-len("_top1")] for c in runs.columns if c.startswith("test.") and c.endswith("_top1")]
+    streams = sorted(streams, key=lambda s: (["gp", "sa", "la"] + [s]).index(s))    # the paper's order first
+    has_reference = (done["config"] == reference).any()
+    diffs = stats.paired_differences(runs, reference, level=level).set_index("config") if has_reference else None
     out = []
     for config, group in runs.groupby("config", sort=False):
-        done = group[group["status"] == "done"]
-        row = {"configuration": config, "seeds": f"{len(done)}/{len(group)}"}
-        for key, label in (("test.top1", "top-1"), ("test.gp_top1", "GP"), ("test.sa_top1", "SA"),
-                           ("test.la_top1", "LA"), ("test.top5", "top-5")):
-            values = done[key].dropna() if key in done else pd.Series(dtype=float)
-            row[label] = f"{values.mean():.1f} ± {values.std(ddof=1) if len(values) > 1 else 0:.1f}" if len(values) else ""
+        ok = group[group["status"] == "done"]
+        row = {"configuration": config, "seeds": f"{len(ok)}/{len(group)}",
+               "top-1": stats.mean_text(stats.t_interval(ok.get("test.top1", []), level))}
+        for s in streams:
+            values = ok[f"test.{s}_top1"].dropna()
+            row[s.upper()] = f"{values.mean():.1f}" if len(values) else ""
+        row[f"Δ vs {reference}"], row["call"] = "", ""
+        if diffs is not None and config == reference:
+            row["call"] = "reference"
+        elif diffs is not None and config in diffs.index:
+            d = diffs.loc[config]
+            interval = stats.Interval(d["diff"], d["low"], d["high"], int(d["pairs"]), float("nan"))
+            row[f"Δ vs {reference}"], row["call"] = stats.mean_text(interval, signed=True), d["call"]
         failed = group[group["status"] == "failed"]
         row["status"] = "done" if failed.empty else f"failed: {failed['error'].iloc[0]}"
         out.append(row)
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    table.attrs["note"] = ablation_note(runs, reference, level)
+    return table
+
+
+def ablation_note(runs: pd.DataFrame, reference: str = REFERENCE, level: float = 0.95) -> str:
+    """The method under the ablation table: interval, pairing, seeds, test-set size and its binomial error."""
+    from attnet import stats
+    done = runs[runs["status"] == "done"]
+    seeds = sorted(done["seed"].unique().tolist()) if len(done) else []
+    pct = f"{100 * level:g} %"
+    text = (f"Test top-1 (%): mean over seeds {seeds} with its {pct} Student t-interval [low, high]; per-stream "
+            f"columns: means. Δ: the paired difference to the {reference}, seed by seed over the seeds both "
+            f"finished, with its {pct} t-interval; the call is better / worse only where that interval excludes 0 "
+            f"(no difference otherwise; n < 2 without an interval).")
+    videos = done["test.num_videos"].dropna() if "test.num_videos" in done else pd.Series(dtype=float)
+    if len(videos):
+        n = int(videos.max())
+        ref = done.loc[done["config"] == reference, "test.top1"]
+        top1 = float(ref.mean()) if len(ref) else 50.0
+        text += (f" Test set: {n} videos; the binomial standard error of one run's top-1 is "
+                 f"{stats.binomial_se(top1, n):.1f} points at {top1:.0f} % ({stats.binomial_se(50.0, n):.1f} at 50 %; "
+                 f"{stats.videos_for_se(50.0, 2.0)} videos for 2 points).")
+    return text
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -172,11 +218,12 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def write_table(frame: pd.DataFrame, path_stem: str | Path, note: str = "") -> None:
-    """<stem>.csv and <stem>.md (with an optional note above the table)."""
+    """<stem>.csv and <stem>.md (with an optional note above the table, and frame.attrs["note"] under it)."""
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(stem.with_suffix(".csv"), index=False)
-    stem.with_suffix(".md").write_text((note.strip() + "\n\n" if note else "") + to_markdown(frame))
+    under = "\n" + frame.attrs["note"].strip() + "\n" if frame.attrs.get("note") else ""
+    stem.with_suffix(".md").write_text((note.strip() + "\n\n" if note else "") + to_markdown(frame) + under)
 
 
 def git_commit() -> str:
@@ -205,7 +252,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="synthetic")
     parser.add_argument("--data-root", default=None, help="dataset root (default: the preset's)")
-    parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, default=None, help="run only these notebooks")
+    parser.add_argument("--only", nargs="+", choices=NOTEBOOKS + EXTRAS, default=None,
+                        help=f"run only these notebooks ({', '.join(EXTRAS)} runs only when named)")
     parser.add_argument("--resume", action="store_true",
                         help="keep this preset's finished runs (final.json); without it they are deleted and retrained")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the ablation")

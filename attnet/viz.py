@@ -123,14 +123,34 @@ def stream_accuracy(test: dict, title: str = "", path=None) -> plt.Figure:
 
 
 def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> plt.Figure:
-    """Mean and standard deviation over seeds of each configuration (rows: one run each)."""
+    """Mean and 95 % t-interval over seeds of each configuration, as the ablation table (rows: one run each)."""
+    from attnet.stats import t_interval
     done = runs[runs["status"] == "done"]
     fig, ax = plt.subplots(figsize=(7, 0.45 * done["config"].nunique() + 1.2))
-    sns.barplot(data=done, y="config", x=value, errorbar="sd", color="#1f77b4", ax=ax,
-                order=list(dict.fromkeys(done["config"])))
+    sns.barplot(data=done, y="config", x=value, errorbar=lambda v: (t_interval(v).low, t_interval(v).high),
+                color="#1f77b4", ax=ax, order=list(dict.fromkeys(done["config"])))
     sns.stripplot(data=done, y="config", x=value, color="black", size=3, ax=ax,
                   order=list(dict.fromkeys(done["config"])))
-    ax.set(xlabel="test top-1 (%), mean ± sd over seeds", ylabel="", xlim=(0, 100))
+    ax.set(xlabel="test top-1 (%), mean and 95 % t-interval over seeds", ylabel="", xlim=(0, 100))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def difficulty_chart(table: pd.DataFrame, path=None):
+    """Test top-1 against the dataset's difficulty, one line per configuration, with the 95 %
+    t-intervals over seeds of attnet.sweep.difficulty_table (no bar below two seeds)."""
+    from matplotlib.figure import Figure      # no pyplot: nothing left open; a notebook shows the returned figure
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
+    configs = list(dict.fromkeys(table["configuration"]))
+    for i, (config, rows) in enumerate(table.groupby("configuration", sort=False)):
+        shift = (i - (len(configs) - 1) / 2) * 0.015 * max(1.0, float(np.ptp(table["difficulty"])))   # bars apart
+        ax.errorbar(rows["difficulty"] + shift, rows["top1"],
+                    yerr=[rows["top1"] - rows["low"], rows["high"] - rows["top1"]], marker="o", capsize=3,
+                    label=config)
+    ax.set(xlabel="difficulty (0: the original synthetic set)", ylabel="test top-1 (%), 95 % t-interval",
+           ylim=(0, 100), xticks=sorted(table["difficulty"].unique()))
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 

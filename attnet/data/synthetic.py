@@ -14,7 +14,12 @@ saved as boxes/<class>/<name>.npy beside videos/<class>/<name>.mp4. List files t
 val.txt and test.txt use the generic "relative/path label" format, so the real loaders
 read them; with frame_folders=True, frames/<class>/<name>/img_00001.jpg... and
 {subset}_frames.txt ("relative/path num_frames label") are written too.
-Everything is a function of the seed.
+`difficulty` (0: the original videos) shrinks the objects and adds decoys, the first acting
+out the opposite motion next to the actor, leaving room below the ceiling that attention can
+win: `attnet.sweep.pooling_probe`, a linear probe on the mean colour over time of the whole
+frame, falls from 69 % at difficulty 0 to 60, 49, 25 and 22 % at 0.25, 0.5, 1 and 2 (8
+classes, 320 test videos, chance 12.5 %), while the same probe on the actor's box stays at 83-85 %.
+Everything is a function of the seed (and the difficulty).
 """
 from __future__ import annotations
 
@@ -92,28 +97,81 @@ def _actor_path(label: int, t: np.ndarray, rng: np.random.Generator, size: int):
     return np.full_like(t, cx), np.full_like(t, cy), side
 
 
+def _inside(path: np.ndarray, margin: float, size: int) -> np.ndarray:
+    """The path shifted (not clipped: its motion stays) to lie within [margin, size - margin]."""
+    return path + max(0.0, margin - path.min()) - max(0.0, path.max() - (size - margin))
+
+
+def _decoys(label: int, t: np.ndarray, actor: tuple, settings: dict, rng: np.random.Generator, size: int) -> list:
+    """Look-alikes (+ marks, the actor's scale) acting out class motions. The first runs the
+    actor's own path backwards next to it ("move right" gets a "move left" neighbour, an orbit
+    the opposite orbit, "grow" a shrinking square) with settings["cancel"] times the actor's
+    area: the light's colour is linear in position, so in the global average its colour
+    change cancels that fraction of the actor's. The others act out random other classes
+    anywhere in the frame, diluting what is left."""
+    ax, ay, aside = actor
+    out = []
+    for k in range(settings["decoys"]):
+        if k == 0:
+            angle, distance = rng.uniform(0, 2 * math.pi), size * rng.uniform(0.2, 0.35)
+            margin = aside.max() / 2
+            xs = _inside(ax[::-1] + distance * math.cos(angle), margin, size)
+            ys = _inside(ay[::-1] + distance * math.sin(angle), margin, size)
+            sides = aside[::-1] * math.sqrt(settings["cancel"])
+        else:
+            other = (label + int(rng.integers(1, len(CLASSES)))) % len(CLASSES)
+            xs, ys, sides = _actor_path(other, t, rng, size)
+            sides = sides * settings["scale"]
+        out.append((xs, ys, sides, rng.uniform(0.85, 1.15, size=3)))
+    return out
+
+
+def difficulty_settings(difficulty: float) -> dict:
+    """What a difficulty does: the actor's (and distractors') size factor, the number of decoys
+    added and the first decoy's area relative to the actor's (0 reproduces the original dataset
+    exactly). Between 0 and 1 the cancelling decoy grows; above 1 more decoys come."""
+    if difficulty < 0:
+        raise ValueError(f"difficulty must be >= 0, got {difficulty}")
+    return {"scale": 1.0 / (1.0 + 0.5 * difficulty), "decoys": math.ceil(2 * difficulty),
+            "cancel": min(difficulty, 1.0)}
+
+
 def render(label: int, seed: int | tuple, frames: int = 16, size: int = 112,
-           distractors: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """One video of class `label`: uint8 frames [F, size, size, 3] and actor boxes [F, 4]."""
+           distractors: int = 2, difficulty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """One video of class `label`: uint8 frames [F, size, size, 3] and actor boxes [F, 4].
+
+    difficulty > 0 shrinks the actor and the distractors by difficulty_settings' scale and
+    adds decoys: one acting out the opposite motion next to the actor, the others other
+    classes (see _decoys), so that the global average carries less of the class while the
+    actor's box carries all of it. The decoys are drawn from their own random stream: the
+    scene, paths and noise stay those of difficulty 0."""
+    settings = difficulty_settings(difficulty)
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 1.0, frames)
     background = _background(rng, size)
     ax, ay, aside = _actor_path(label, t, rng, size)
+    aside = aside * settings["scale"]
     actor_tint = rng.uniform(0.85, 1.15, size=3)
     movers = []
     for _ in range(distractors):
         start = rng.uniform(size * 0.15, size * 0.85, size=2)
         heading = rng.uniform(0, 2 * math.pi)
         speed = size * rng.uniform(0.2, 0.5)
-        movers.append((start, speed * np.array([math.cos(heading), math.sin(heading)]),
-                       size * rng.uniform(0.10, 0.15), rng.uniform(0.85, 1.15, size=3)))
+        velocity = speed * np.array([math.cos(heading), math.sin(heading)])
+        track = start[:, None] + velocity[:, None] * t
+        movers.append((track[0], track[1], np.full_like(t, size * rng.uniform(0.10, 0.15) * settings["scale"]),
+                       rng.uniform(0.85, 1.15, size=3)))
+    if settings["decoys"]:
+        decoy_rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), 1])
+        movers += _decoys(label, t, (ax, ay, aside), settings, decoy_rng, size)
     video = np.empty((frames, size, size, 3), dtype=np.uint8)
     boxes = np.zeros((frames, 4), dtype=np.int32)
     for f in range(frames):
         frame = background.copy()
-        for start, velocity, side, tint in movers:
-            cx, cy = start + velocity * t[f]
-            _stamp(frame, cx, cy, side, tint * _light(np.clip(cx / size, 0, 1), np.clip(cy / size, 0, 1)), actor=False)
+        for xs, ys, sides, tint in movers:
+            cx, cy = xs[f], ys[f]
+            _stamp(frame, cx, cy, sides[f], tint * _light(np.clip(cx / size, 0, 1), np.clip(cy / size, 0, 1)),
+                   actor=False)
         colour = actor_tint * _light(np.clip(ax[f] / size, 0, 1), np.clip(ay[f] / size, 0, 1))
         boxes[f] = _stamp(frame, ax[f], ay[f], aside[f], colour, actor=True)   # drawn on top
         frame += rng.normal(0, 4, size=frame.shape)
@@ -141,17 +199,20 @@ def _write_frames(folder: Path, video: np.ndarray) -> None:
 
 def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[str, int] | None = None,
              frames: int = 16, size: int = 112, fps: int = 8, distractors: int = 2, seed: int = 0,
-             frame_folders: bool = False) -> Path:
+             frame_folders: bool = False, difficulty: float = 0.0) -> Path:
     """Write the dataset under out_dir (replacing an older one) and return out_dir.
 
-    A meta.json records the arguments; `ensure` uses it to skip regeneration.
+    A meta.json records the arguments (the difficulty among them); `ensure` uses it to skip
+    regeneration. videos_per_class["test"] sets the test-set size, hence the binomial error
+    of a top-1 (attnet.stats.videos_for_se: 625 test videos for 2 points at 50 %).
     """
     if not 2 <= num_classes <= len(CLASSES):
         raise ValueError(f"num_classes must be in 2..{len(CLASSES)}, got {num_classes}")
+    difficulty_settings(difficulty)   # rejects a negative difficulty before anything is deleted
     counts = {**SUBSET_SIZES, **(videos_per_class or {})}
     out = Path(out_dir)
     meta = dict(num_classes=num_classes, videos_per_class=counts, frames=frames, size=size, fps=fps,
-                distractors=distractors, seed=seed, frame_folders=frame_folders)
+                distractors=distractors, seed=seed, frame_folders=frame_folders, difficulty=difficulty)
     for sub in ("videos", "boxes", "frames"):
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "meta.json").unlink(missing_ok=True)
@@ -165,7 +226,7 @@ def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[s
         for subset, count in counts.items():
             for _ in range(count):
                 clip = f"{name}_{index:04d}"
-                video, boxes = render(label, (seed, label, index), frames, size, distractors)
+                video, boxes = render(label, (seed, label, index), frames, size, distractors, difficulty)
                 _write_video(out / "videos" / name / f"{clip}.mp4", video, fps)
                 np.save(out / "boxes" / name / f"{clip}.npy", boxes)
                 lines[subset].append(f"videos/{name}/{clip}.mp4 {label}")
@@ -187,11 +248,13 @@ def ensure(out_dir: str | Path, **kwargs) -> Path:
     out = Path(out_dir)
     meta_path = out / "meta.json"
     wanted = dict(num_classes=8, videos_per_class=SUBSET_SIZES, frames=16, size=112, fps=8, distractors=2,
-                  seed=0, frame_folders=False)
+                  seed=0, frame_folders=False, difficulty=0.0)
     wanted.update(kwargs)
     wanted["videos_per_class"] = {**SUBSET_SIZES, **(kwargs.get("videos_per_class") or {})}
-    if meta_path.is_file() and json.loads(meta_path.read_text()) == wanted:
-        return out
+    if meta_path.is_file():
+        have = {"difficulty": 0.0, **json.loads(meta_path.read_text())}   # made before the knob: difficulty 0
+        if have == wanted:
+            return out
     return generate(out, **wanted)
 
 

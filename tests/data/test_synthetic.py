@@ -56,3 +56,90 @@ def test_generate_writes_lists_boxes_and_videos_the_loaders_read(tmp_path):
     assert (frames_ds[2][0] - clip).abs().mean() < 0.04                # same frames, JPEG vs x264 error
     assert synthetic.ensure(root, num_classes=3, videos_per_class=counts, frames=10, size=64, seed=1,
                             frame_folders=True) == root
+
+
+# sha256 (first 16 hex digits) of render(0, (3, 0, 1), frames=8, size=64) and of
+# render(4, (0, 4, 7), frames=16, size=112), made by the generator before the difficulty
+# knob existed (commit 6d47630): difficulty 0 must keep those videos byte for byte.
+BEFORE_THE_KNOB = {(0, (3, 0, 1), 8, 64): "57d6c5ee5cdd2d6b", (4, (0, 4, 7), 16, 112): "374b3568e69c4b8b"}
+
+
+@pytest.mark.parametrize("args", list(BEFORE_THE_KNOB))
+def test_difficulty_zero_reproduces_the_videos_made_before_the_knob(args):
+    import hashlib
+    video, _ = synthetic.render(*args, difficulty=0)
+    assert hashlib.sha256(video.tobytes()).hexdigest()[:16] == BEFORE_THE_KNOB[args]
+    assert np.array_equal(video, synthetic.render(*args)[0])
+
+
+def test_difficulty_shrinks_the_actor_and_adds_decoys_the_first_acting_out_the_opposite_motion():
+    area, decoys = {}, {}
+    for difficulty in (0, 1, 2):
+        settings = synthetic.difficulty_settings(difficulty)
+        decoys[difficulty] = settings["decoys"]
+        boxes = [synthetic.render(label, (0, label, i), frames=8, size=112, difficulty=difficulty)[1]
+                 for label in (0, 4, 6) for i in range(3)]
+        area[difficulty] = np.mean([((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).mean() for b in boxes])
+    # side factor 1 / (1 + difficulty / 2): 1, 2/3, 1/2 -> area factor 1, 4/9, 1/4 (up to pixel rounding)
+    assert area[1] / area[0] == pytest.approx(4 / 9, abs=0.04) and area[2] / area[0] == pytest.approx(1 / 4, abs=0.04)
+    assert decoys == {0: 0, 1: 2, 2: 4} and synthetic.difficulty_settings(0.5)["decoys"] == 1
+    # the decoys are drawn: at difficulty 1 the frames differ from difficulty 0 outside the actor's box too,
+    # and the pixels a "move right" actor leaves alone get + marks (near-white) moving leftwards
+    easy, _ = synthetic.render(0, (0, 0, 0), frames=8, size=112, difficulty=0)
+    hard, boxes = synthetic.render(0, (0, 0, 0), frames=8, size=112, difficulty=1)
+    assert (boxes[-1, 0] - boxes[0, 0]) > 20                                   # the actor still moves right
+    mask = np.ones(hard.shape[:3], bool)
+    for f, (x0, y0, x1, y1) in enumerate(boxes):
+        mask[f, y0:y1, x0:x1] = False
+    assert (np.abs(hard.astype(int) - easy.astype(int)).max(axis=-1)[mask] > 60).sum() > 100
+    for difficulty, area in ((0.25, 0.25), (1, 1.0)):                          # the first decoy's area / the actor's
+        (ax, _, aside), tracks = _decoy_tracks(label=0, seed=(0, 0, 0), difficulty=difficulty)
+        xs, ys, sides = tracks[0]
+        assert xs[-1] < xs[0] and np.allclose(ys, ys[0])                      # it moves left, straight,
+        assert np.allclose(xs[0] - xs, ax[::-1][0] - ax[::-1])                # along the actor's path reversed
+        assert np.allclose((sides / aside[::-1]) ** 2, area)
+        assert sides.max() / 2 <= xs.min() and xs.max() <= 112 - sides.max() / 2   # inside the frame
+
+
+def _decoy_tracks(label, seed, difficulty, frames=8, size=112):
+    """The decoys render() adds, recomputed through the module's own helpers."""
+    settings = synthetic.difficulty_settings(difficulty)
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 1.0, frames)
+    synthetic._background(rng, size)
+    ax, ay, aside = synthetic._actor_path(label, t, rng, size)
+    actor = (ax, ay, aside * settings["scale"])
+    decoys = synthetic._decoys(label, t, actor, settings, np.random.default_rng([*seed, 1]), size)
+    return actor, [(xs, ys, sides) for xs, ys, sides, _ in decoys]
+
+
+def test_harder_videos_are_still_a_function_of_the_seed():
+    a, boxes = synthetic.render(5, (2, 5, 1), frames=8, size=64, difficulty=1.5)
+    b, boxes_again = synthetic.render(5, (2, 5, 1), frames=8, size=64, difficulty=1.5)
+    assert np.array_equal(a, b) and np.array_equal(boxes, boxes_again)
+    assert not np.array_equal(a, synthetic.render(5, (3, 5, 1), frames=8, size=64, difficulty=1.5)[0])
+    with pytest.raises(ValueError, match="difficulty must be >= 0"):
+        synthetic.render(0, 0, difficulty=-1)
+
+
+def test_the_dataset_records_its_difficulty_and_ensure_tells_them_apart(tmp_path):
+    import json
+    counts = {"train": 1, "val": 1, "test": 1}
+    root = synthetic.generate(tmp_path / "hard", num_classes=2, videos_per_class=counts, frames=6, size=32,
+                              difficulty=1.0)
+    assert json.loads((root / "meta.json").read_text())["difficulty"] == 1.0
+    stamp = (root / "meta.json").stat().st_mtime_ns
+    synthetic.ensure(root, num_classes=2, videos_per_class=counts, frames=6, size=32, difficulty=1.0)
+    assert (root / "meta.json").stat().st_mtime_ns == stamp                    # same arguments: kept
+    synthetic.ensure(root, num_classes=2, videos_per_class=counts, frames=6, size=32)
+    assert json.loads((root / "meta.json").read_text())["difficulty"] == 0.0    # other difficulty: regenerated
+
+
+def test_attnet_data_synth_takes_the_difficulty(tmp_path, capsys):
+    import json
+    from attnet.data import cli
+    cli.main(["synth", "--out", str(tmp_path / "s"), "--classes", "2", "--train", "1", "--val", "1", "--test", "1",
+              "--frames", "6", "--size", "32", "--difficulty", "0.5"])
+    assert json.loads((tmp_path / "s" / "meta.json").read_text())["difficulty"] == 0.5
+    video, boxes = synthetic.render(1, (0, 1, 2), frames=6, size=32, difficulty=0.5)   # class 1, third video: test
+    assert np.array_equal(np.load(tmp_path / "s" / "boxes" / "move_left" / "move_left_0002.npy"), boxes)

@@ -38,6 +38,31 @@ def test_ablation_reports_a_failure_beside_a_result(workspace):
     assert table.loc["broken", "status"].startswith("failed: ConfigError") and "model.streams" in table.loc["broken", "status"]
     assert table.loc["broken", "top-1"] == ""
 
+def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(workspace, tmp_path):
+    import nbformat
+    out = tmp_path / "07.ipynb"
+    execute("07_difficulty", out, {**workspace, "difficulties": [0, 1], "seeds": [0], "epochs": 1,
+                                   "sweep_configs": ["GP only"], "probe_videos": 3})
+    table = pd.read_csv(f"{workspace['results_dir']}/tables/difficulty_synthetic-smoke.csv")
+    assert list(zip(table["difficulty"], table["configuration"])) == [(0.0, "GP only"), (1.0, "GP only")]
+    assert table["seeds"].eq("1/1").all() and table["top1"].between(0, 100).all()
+    assert table["low"].isna().all()                                   # one seed: no interval
+    probe = pd.read_csv(f"{workspace['results_dir']}/tables/difficulty_probe_synthetic-smoke.csv")
+    assert probe["difficulty"].tolist() == [0, 1] and probe["test_videos"].eq(24).all()   # 8 classes x 3
+    runs = sorted(os.listdir(f"{workspace['results_dir']}/runs"))
+    assert {"synthetic-smoke-d0_gp_sru_seed0", "synthetic-smoke-d1_gp_sru_seed0"} <= set(runs)   # one per difficulty
+    meta = json.loads(open(f"{workspace['data_root']}-d1/meta.json").read())
+    assert meta["difficulty"] == 1.0 and meta["num_classes"] == 4      # the smoke set, made harder
+    images = [o for cell in nbformat.read(out, as_version=4).cells if cell.cell_type == "code"
+              for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 1                                            # the figure, inline
+    assert open(f"{workspace['results_dir']}/figures/difficulty_synthetic-smoke.png", "rb").read()[:4] == b"\x89PNG"
+
+
+def test_the_difficulty_notebook_is_an_extra_not_part_of_the_default_reproduction():
+    from attnet import reproduce
+    assert "07_difficulty" in reproduce.EXTRAS and "07_difficulty" not in reproduce.NOTEBOOKS
+
 
 def test_attention_notebook_draws_figures(workspace, tmp_path):
     execute("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [1]})

@@ -1,0 +1,106 @@
+"""The difficulty sweep: does attention pay off once the synthetic task leaves the ceiling?
+
+For each difficulty (attnet.data.synthetic.render), a preset derived from a synthetic one
+(same settings, `data.synthetic.difficulty` set, its own data root, its name ending in
+`-d<difficulty>` so that runs of different difficulties have different names) trains GP
+only, SA + GP, LA + GP and the full model over seeds through `run_ablation`. The derived
+presets are small YAML files under <results_dir>/presets/.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from attnet import stats
+from attnet.config import load_config
+from attnet.data import synthetic
+from attnet.reproduce import ABLATIONS, run_ablation
+
+SWEEP_CONFIGS = ("GP only", "SA + GP (fusion layer)", "LA + GP (fusion layer)", "full model")
+
+
+def difficulty_preset(preset: str, difficulty: float, folder: str | Path, data_root: str | None = None) -> Path:
+    """Write <folder>/<preset>-d<difficulty>.yaml (base: preset) and return its path; the
+    dataset root is <data_root or the preset's root>-d<difficulty>."""
+    cfg = load_config(preset)
+    if cfg.data.name != "synthetic":
+        raise ValueError(f"preset {preset!r}: the difficulty sweep needs a synthetic preset, its data.name is "
+                         f"{cfg.data.name!r}")
+    synthetic.difficulty_settings(difficulty)          # rejects a negative difficulty
+    tag = f"d{difficulty:g}"
+    spec = {"base": preset, "data": {"root": f"{data_root or cfg.data.root}-{tag}",
+                                     "synthetic": {**cfg.data.synthetic, "difficulty": float(difficulty)}}}
+    path = Path(folder) / f"{cfg.preset}-{tag}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(spec, sort_keys=False))
+    tmp.replace(path)
+    return path.resolve()
+
+
+def run_difficulty_sweep(difficulties, seeds, preset: str, results_dir: str, data_root: str | None = None,
+                         configs=SWEEP_CONFIGS, resume: bool = True, epochs: int | None = None,
+                         jobs: int = 1) -> pd.DataFrame:
+    """Every configuration x seed at every difficulty; run_ablation's rows with a `difficulty` column."""
+    frames = []
+    for difficulty in difficulties:
+        path = difficulty_preset(preset, difficulty, Path(results_dir) / "presets", data_root)
+        cfg = load_config(path)
+        synthetic.ensure(cfg.data.root, **cfg.data.synthetic)   # once, before parallel runs would race for it
+        runs = run_ablation({name: ABLATIONS[name] for name in configs}, seeds, str(path), None, results_dir,
+                            resume=resume, epochs=epochs, jobs=jobs)
+        frames.append(runs.assign(difficulty=float(difficulty)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def difficulty_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per difficulty and configuration: finished seeds, the mean test top-1 and its t-interval (NaN below 2 seeds)."""
+    rows = []
+    for (difficulty, config), group in runs.groupby(["difficulty", "config"], sort=False):
+        done = group[group["status"] == "done"]
+        interval = stats.t_interval(done["test.top1"] if "test.top1" in done else [], level)
+        rows.append({"difficulty": difficulty, "configuration": config, "seeds": f"{len(done)}/{len(group)}",
+                     "top1": interval.mean, "low": interval.low, "high": interval.high,
+                     "top-1": stats.mean_text(interval)})
+    return pd.DataFrame(rows)
+
+
+def _pooled_colours(difficulty: float, count: int, first: int, frames: int, size: int, seed: int):
+    """Per video the change over time of the mean colour of the whole frame (what global
+    pooling sees of the light) and of the actor's box; and the labels."""
+    whole, actor, labels = [], [], []
+    for label in range(len(synthetic.CLASSES)):
+        for index in range(first, first + count):
+            video, boxes = synthetic.render(label, (seed, label, index), frames, size, difficulty=difficulty)
+            video = video.astype(np.float32) / 255
+            g = video.mean(axis=(1, 2))
+            a = np.stack([v[y0:y1, x0:x1].mean(axis=(0, 1)) for v, (x0, y0, x1, y1) in zip(video, boxes)])
+            whole.append((g - g[0]).ravel())
+            actor.append((a - a[0]).ravel())
+            labels.append(label)
+    return np.array(whole), np.array(actor), np.array(labels)
+
+
+def _ridge_accuracy(train_x, train_y, test_x, test_y, ridge: float = 1e-3) -> float:
+    """Top-1 (%) of a one-vs-all ridge regression on standardised features."""
+    mean, sd = train_x.mean(0), train_x.std(0) + 1e-8
+    design = np.c_[(train_x - mean) / sd, np.ones(len(train_x))]
+    weights = np.linalg.solve(design.T @ design + ridge * len(design) * np.eye(design.shape[1]),
+                              design.T @ np.eye(len(synthetic.CLASSES))[train_y])
+    predicted = (np.c_[(test_x - mean) / sd, np.ones(len(test_x))] @ weights).argmax(1)
+    return 100.0 * float((predicted == test_y).mean())
+
+
+def pooling_probe(difficulty: float, train: int = 60, test: int = 40, frames: int = 16, size: int = 112,
+                  seed: int = 0) -> dict:
+    """How much of the class a difficulty leaves to global pooling, without training a network:
+    test top-1 (%) of a linear probe on the mean colour over time of the whole frame ("global")
+    and of the actor's box ("actor"), on `train` / `test` videos per class of all 8 classes."""
+    tr_whole, tr_actor, tr_y = _pooled_colours(difficulty, train, 0, frames, size, seed)
+    te_whole, te_actor, te_y = _pooled_colours(difficulty, test, train, frames, size, seed)
+    return {"difficulty": difficulty, "global": _ridge_accuracy(tr_whole, tr_y, te_whole, te_y),
+            "actor": _ridge_accuracy(tr_actor, tr_y, te_actor, te_y), "test_videos": len(te_y)}
