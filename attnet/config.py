@@ -112,7 +112,7 @@ class Config:
     def run_name(self) -> str:
         m = self.model
         return self.run.name or default_run_name(self.preset, m.streams, m.temporal, m.fusion_layer, m.ga_reg,
-                                                 self.run.seed)
+                                                 self.run.seed, m.ga_detach_gp)
 
 
 def default_run_name(preset: str, streams, temporal: str = "sru", fusion_layer: bool = True, ga_reg: bool = True,

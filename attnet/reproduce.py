@@ -45,7 +45,7 @@ ABLATIONS = {
 REFERENCE = "full model"     # the row every other is compared with, seed by seed
 
 
-SPEC_KEYS = ("streams", "fusion_layer", "ga_reg", "temporal")   # what an ablation may set (and its run name shows)
+SPEC_KEYS = ("streams", "fusion_layer", "ga_reg", "ga_detach_gp", "temporal")   # what an ablation may set (and its run name shows)
 
 
 def notebook_param(name: str, value, kind: type):
