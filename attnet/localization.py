@@ -50,17 +50,19 @@ def localization_scores(model, dataset, boxes_of, max_videos: int | None = None)
     """Per (video, frame, stream) attention mass in the actor box and pointing hit, plus the
     uniform baseline as stream "uniform". `boxes_of(record) -> [F, 4]` gives the boxes of a
     video; frames are the first test clip's (dataset.frame_indices). Needs size == resize
-    (no rescale) so boxes are in input pixels."""
-    if not {"sa", "la"} & set(model.streams):
+    (no rescale) so boxes are in input pixels. An "oracle" stream gets the boxes too: its
+    scores are the ceiling of attention that only knows the box at the map's resolution."""
+    if set(model.streams) <= {"gp"}:
         raise ValueError(f"the model has no attention stream (streams {model.streams}): nothing to localise")
     model.eval()
     rows = []
     for i in range(len(dataset) if max_videos is None else min(max_videos, len(dataset))):
-        clip, label = dataset[i]
+        clip = dataset[i][0]
         clip = clip if clip.dim() == 4 else clip[0]
         indices = dataset.frame_indices(i)[0].tolist()
-        out = model(clip[None])
         boxes = boxes_of(dataset.records[i])
+        out = model(clip[None], torch.as_tensor(boxes[indices], dtype=torch.float32)[None]
+                    if "oracle" in model.streams else None)
         size = tuple(clip.shape[-2:])
         for t, frame in enumerate(indices):
             box = boxes[frame]

@@ -39,3 +39,21 @@ def test_scores_per_frame_and_stream(tmp_path):
     assert scores["mass"].between(0, 1).all()
     with pytest.raises(ValueError, match="no attention stream"):
         localization_scores(GLKANet(2, backbone="tiny", hidden_size=8, streams=("gp",)), ds, None)
+
+
+def test_oracle_stream_scores_its_box_coverage_ceiling(tmp_path):
+    """The oracle's map is coverage / sum(coverage), so its mass in the box is sum(c^2) / sum(c),
+    never below uniform attention's sum(c) / (h w)."""
+    from attnet.data import build_dataset, synthetic
+    from attnet.models import GLKANet
+    root = synthetic.generate(tmp_path, num_classes=2, videos_per_class={"train": 1, "val": 1, "test": 1},
+                              frames=8, size=64)
+    ds = build_dataset("synthetic", root, subset="test", segments=4, size=64, resize=64)
+    boxes_of = lambda r: synthetic.load_boxes(root, r.path.relative_to(root))   # noqa: E731
+    scores = localization_scores(GLKANet(2, backbone="tiny", hidden_size=8, streams=("gp", "oracle")), ds, boxes_of)
+    assert set(scores["stream"]) == {"oracle", "uniform"}
+    for _, row in scores[scores["stream"] == "oracle"].iterrows():
+        cover = box_coverage((4, 4), boxes_of(ds.records[row["video"]])[row["frame"]], (64, 64))
+        assert row["mass"] == pytest.approx((cover ** 2).sum() / cover.sum(), rel=1e-5)
+    paired = scores.pivot_table(index=["video", "frame"], columns="stream", values="mass")
+    assert (paired["oracle"] >= paired["uniform"] - 1e-9).all()
