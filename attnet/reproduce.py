@@ -22,7 +22,7 @@ from attnet.config import default_run_name
 
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
 
-# The paper's ablations (METHOD.md): stream subsets with and without the fusion layer, GA
+# The paper's ablations (docs/METHOD.md): stream subsets with and without the fusion layer, GA
 # regularization, and the temporal model. Names are the rows of the ablation table.
 ABLATIONS = {
     "GP only": dict(streams=["gp"]),
