@@ -23,6 +23,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+TEMPORAL_MODELS = ("sru", "lstm", "gru", "mean")
+
 
 class SRULayer(nn.Module):
     """One unidirectional SRU layer, state-dict compatible with `sru.SRUCell` 2.x."""
