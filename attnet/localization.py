@@ -66,7 +66,7 @@ def localization_scores(model, dataset, boxes_of, max_videos: int | None = None)
         clip, label = dataset[i]
         clip = clip if clip.dim() == 4 else clip[0]
         indices = dataset.frame_indices(i)[0].tolist()
-        out = model(clip[None])
+        out = model(clip[None].to(next(model.parameters()).device))
         boxes = boxes_of(dataset.records[i])
         size = tuple(clip.shape[-2:])
         for t, frame in enumerate(indices):

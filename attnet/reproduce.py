@@ -43,6 +43,21 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def kernel_manager_class() -> type:
+    """Kernels talking over Unix sockets (IPC) where the OS has them: they never leave the machine,
+    and ipykernel has no plain-TCP warning to print into the terminal or into the notebooks
+    that a notebook runs (03 runs 02 once per ablation run)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "tcp" if os.name == "nt" else "ipc"
+
+    return IPCKernelManager
+
+
 def execute(name: str, output: Path, parameters: dict, cwd: Path | None = None) -> None:
     """Run notebooks/<name>.ipynb with papermill, passing only the parameters it declares."""
     import papermill
@@ -51,7 +66,7 @@ def execute(name: str, output: Path, parameters: dict, cwd: Path | None = None) 
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(source), str(output), kernel_name="python3", progress_bar=False,
                                parameters={k: v for k, v in parameters.items() if k in declared},
-                               cwd=str(cwd or project_root()))
+                               cwd=str(cwd or project_root()), kernel_manager_class=kernel_manager_class())
 
 
 def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | None, results_dir: str,
