@@ -53,13 +53,26 @@ def kernel_manager_class() -> type:
     """Kernels talking over Unix sockets (IPC) where the OS has them: they never leave the machine,
     and ipykernel has no plain-TCP warning to print into the terminal or into the notebooks
     that a notebook runs (03 runs 02 once per ablation run)."""
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
     from traitlets import default
 
     class IPCKernelManager(AsyncKernelManager):
         @default("transport")
         def _transport_default(self) -> str:
             return "tcp" if os.name == "nt" else "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            """A socket path of this kernel's own: jupyter_client's default ("kernel-ipc" in the
+            working directory, when asked before the connection file exists) is shared by
+            kernels started at once, which then read each other's messages."""
+            if self.transport != "ipc":
+                return super()._ip_default()
+            Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
+            return str(Path(jupyter_runtime_dir()) / f"attnet-{uuid.uuid4().hex[:12]}-ipc")
 
     return IPCKernelManager
 

@@ -7,6 +7,11 @@ import torch
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--lab-screenshot", default=None, metavar="PNG",
+                     help="tests/notebooks/test_lab.py saves the browser's view of 00_quickstart in JupyterLab here")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

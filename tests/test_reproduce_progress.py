@@ -59,6 +59,8 @@ def test_reproduce_shows_ablation_progress_while_it_runs(tmp_path):
     first = next(t for t, line in arrivals if " 1/10 " in line)
     last = next(t for t, line in arrivals if " 10/10 " in line)
     assert last - first > 1, "progress came all at once at the end, not while the runs went"
-    assert "full model, mean pooling, seed 0: top1" in text
+    finished = {line.split("last: ")[1].split(":")[0] for _, line in arrivals if "last: " in line}
+    assert len(finished) == 10 and "full model, mean pooling, seed 0" in finished, finished
+    assert "Traceback" not in text and "ERROR" not in text
     assert "[reproduce] 03_ablation done in" in text
     assert "WARNING" not in text and "without encryption" not in text
