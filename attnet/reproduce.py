@@ -165,12 +165,12 @@ class ProgressFollower:
         from tqdm import tqdm
         if not self.path.is_file():
             return
-        with open(self.path) as f:
+        with open(self.path, "rb") as f:
             f.seek(self._offset)
             chunk = f.read()
-        lines = chunk[:chunk.rfind("\n") + 1]     # a line still being written waits for the next read
-        self._offset += len(lines.encode())
-        for line in lines.splitlines():
+        lines = chunk[:chunk.rfind(b"\n") + 1]    # a line still being written waits for the next read
+        self._offset += len(lines)
+        for line in lines.decode().splitlines():
             event = json.loads(line)
             if event["event"] == "start":
                 if self.bar is not None:

@@ -21,7 +21,7 @@ def tracked_files() -> list[Path]:
 def test_no_tracked_file_refers_outside_the_repository():
     hits = []
     for path in tracked_files():
-        if not path.is_file():
+        if not path.is_file() or path == Path(__file__).resolve():   # this file spells the patterns out
             continue
         text = path.read_bytes()
         if b"\0" in text[:1024]:        # binary (PNG, GIF, gzip)
