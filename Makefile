@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PRESET ?= synthetic
 
-.PHONY: reproduce test test-unit test-notebooks lab bench system-deps clean
+.PHONY: reproduce test test-unit test-notebooks lab lab-screenshot bench system-deps clean
 
 reproduce: $(STAMP) system-deps
 	$(PY) -m attnet reproduce --preset $(PRESET)
@@ -18,8 +18,14 @@ test-unit: $(STAMP) system-deps
 test-notebooks: $(STAMP) system-deps
 	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks/
 
+# JupyterLab on the venv's kernel ("attnet (venv)"), notebooks/ open; as root it needs --allow-root.
 lab: $(STAMP) system-deps
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --MappingKernelManager.default_kernel_name=python3 \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
+
+# results/figures/jupyterlab_00_quickstart.png: 00_quickstart run in JupyterLab by headless chromium.
+lab-screenshot: $(STAMP) system-deps
+	$(PY) -m pytest -q tests/notebooks/test_lab.py --lab-screenshot results/figures/jupyterlab_00_quickstart.png
 
 bench: $(STAMP)
 	$(PY) -m attnet.bench model --backbone resnet34 --segments 12 --size 224 --batch 2
@@ -34,14 +40,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "attnet (venv)" >/dev/null
 	touch $(STAMP)
 
-# torchcodec decodes through the system's FFmpeg libraries (Debian: the ffmpeg package).
+# torchcodec decodes through the system's FFmpeg libraries (Debian: the ffmpeg package); the
+# JupyterLab test drives Debian's chromium through chromium-driver. Installed only when missing.
+SYSTEM_PACKAGES := ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver
 system-deps:
-	@if command -v ffmpeg >/dev/null 2>&1; then :; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's ffmpeg (needed by torchcodec)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+		echo "installing Debian's$$missing (ffmpeg for torchcodec, chromium for the JupyterLab test)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-		echo "error: FFmpeg libraries are missing; install them (sudo apt-get install ffmpeg, or conda install -c conda-forge ffmpeg) and rerun" >&2; \
+		echo "error: missing system packages:$$missing; install them (sudo apt-get install$$missing; conda: ffmpeg from conda-forge) and rerun" >&2; \
 		exit 1; \
 	fi
 

@@ -18,6 +18,9 @@ from typing import Any, Sequence
 
 import yaml
 
+from attnet.data import DATASETS
+from attnet.models import BACKBONES, STREAMS, TEMPORAL_MODELS
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -30,7 +33,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    name: str = "synthetic"             # ucf101 | hmdb51 | kinetics400 | kinetics600 | list | synthetic
+    name: str = "synthetic"             # a name of attnet.data.DATASETS
     root: str = "data/synthetic"
     split: int = 1                      # UCF101 / HMDB51 split 1..3
     segments: int = 12                  # T: one frame per segment
@@ -56,11 +59,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet34"
+    backbone: str = "resnet34"          # a name of attnet.models.BACKBONES
     pretrained: str | None = "imagenet"  # None | imagenet | path to a backbone state dict
-    streams: list[str] = field(default_factory=lambda: ["gp", "sa", "la"])
+    streams: list[str] = field(default_factory=lambda: ["gp", "sa", "la"])   # the full model
     fusion_layer: bool = True
-    temporal: str = "sru"               # sru | lstm | gru | mean
+    temporal: str = "sru"               # a name of attnet.models.TEMPORAL_MODELS
     hidden_size: int = 1024
     num_layers: int = 3
     dropout: float = 0.5
@@ -123,11 +126,13 @@ def default_run_name(preset: str, streams, temporal: str = "sru", fusion_layer: 
     return "_".join(parts + [f"seed{seed}"])
 
 
+# Names of things built elsewhere are read from the registries where they are built, so a new
+# backbone, temporal model or dataset is valid here (and listed in `--help`) as soon as it exists.
 CHOICES = {
-    "data.name": ("ucf101", "hmdb51", "kinetics400", "kinetics600", "list", "synthetic"),
+    "data.name": DATASETS,
     "data.on_bad_video": ("error", "skip"),
-    "model.backbone": ("resnet18", "resnet34", "resnet50", "tiny"),
-    "model.temporal": ("sru", "lstm", "gru", "mean"),
+    "model.backbone": BACKBONES,
+    "model.temporal": TEMPORAL_MODELS,
     "model.score_fusion": ("logits", "probs"),
     "optim.name": ("sgd", "adamw"),
     "optim.schedule": ("cosine", "constant"),
@@ -208,8 +213,9 @@ def validate(cfg: Config) -> Config:
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     streams = cfg.model.streams
-    if not streams or any(s not in ("gp", "sa", "la") for s in streams) or len(set(streams)) != len(streams):
-        raise ConfigError(f"model.streams: must be a non-empty subset of [gp, sa, la] without repeats, got {streams}")
+    if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
+        raise ConfigError(f"model.streams: must be a non-empty subset of [{', '.join(STREAMS)}] without repeats, "
+                          f"got {streams}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
     if cfg.data.split not in (1, 2, 3):
@@ -295,5 +301,8 @@ def describe() -> str:
     lines = []
     for section in ("data", "model", "optim", "run"):
         for f in dataclasses.fields(getattr(Config(), section)):
-            lines.append(f"  {section}.{f.name}={getattr(getattr(Config(), section), f.name)!r}")
+            key = f"{section}.{f.name}"
+            allowed = CHOICES.get(key, STREAMS if key == "model.streams" else None)
+            lines.append(f"  {key}={getattr(getattr(Config(), section), f.name)!r}"
+                         + (f"  ({' | '.join(allowed)})" if allowed else ""))
     return "\n".join(lines)

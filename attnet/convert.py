@@ -1,6 +1,6 @@
 """Load the authors' released checkpoints (PyTorch 0.4, DataParallel) into GLKANet.
 
-Their layout (see shared/reference/authors_checkpoint_keys.txt) maps onto ours by name:
+Their layout (the key list in tests/fixtures/authors_checkpoint_keys.txt; docs/METHOD.md) maps onto ours by name:
 
     module.spatial.net.<i>.*                      -> backbone.<i>.*
     module.temporal.attention_auto.conv.*         -> pool.sa.conv.*          (SA: alpha, beta)

@@ -61,7 +61,8 @@ def localization_scores(model, dataset, boxes_of, max_videos: int | None = None)
         clip = clip if clip.dim() == 4 else clip[0]
         indices = dataset.frame_indices(i)[0].tolist()
         boxes = boxes_of(dataset.records[i])
-        out = model(clip[None], torch.as_tensor(boxes[indices], dtype=torch.float32)[None]
+        device = next(model.parameters()).device
+        out = model(clip[None].to(device), torch.as_tensor(boxes[indices], dtype=torch.float32, device=device)[None]
                     if "oracle" in model.streams else None)
         size = tuple(clip.shape[-2:])
         for t, frame in enumerate(indices):

@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,10 +23,14 @@ import yaml
 
 from attnet.config import CONFIG_DIR, PRESET_PATH, default_run_name
 
+# `attnet reproduce` names a file here; run_ablation, inside the 03 notebook's kernel, appends one
+# JSON line per event to it, and reproduce draws them as a progress bar in its own terminal.
+PROGRESS_ENV = "ATTNET_PROGRESS_FILE"
+
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
 EXTRAS = ("07_difficulty",)     # run only when named: attnet reproduce --only 07_difficulty
 
-# The paper's ablations (METHOD.md): stream subsets with and without the fusion layer, GA
+# The paper's ablations (docs/METHOD.md): stream subsets with and without the fusion layer, GA
 # regularization, and the temporal model. Names are the rows of the ablation table.
 ABLATIONS = {
     "GP only": dict(streams=["gp"]),
@@ -94,6 +100,34 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def kernel_manager_class() -> type:
+    """Kernels talking over Unix sockets (IPC) where the OS has them: they never leave the machine,
+    and ipykernel has no plain-TCP warning to print into the terminal or into the notebooks
+    that a notebook runs (03 runs 02 once per ablation run)."""
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "tcp" if os.name == "nt" else "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            """A socket path of this kernel's own: jupyter_client's default ("kernel-ipc" in the
+            working directory, when asked before the connection file exists) is shared by
+            kernels started at once, which then read each other's messages."""
+            if self.transport != "ipc":
+                return super()._ip_default()
+            Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
+            return str(Path(jupyter_runtime_dir()) / f"attnet-{uuid.uuid4().hex[:12]}-ipc")
+
+    return IPCKernelManager
+
+
 def execute(name: str, output: Path, parameters: dict, cwd: Path | None = None) -> None:
     """Run notebooks/<name>.ipynb with papermill, passing only the parameters it declares."""
     import papermill
@@ -102,7 +136,7 @@ def execute(name: str, output: Path, parameters: dict, cwd: Path | None = None) 
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(source), str(output), kernel_name="python3", progress_bar=False,
                                parameters={k: v for k, v in parameters.items() if k in declared},
-                               cwd=str(cwd or project_root()))
+                               cwd=str(cwd or project_root()), kernel_manager_class=kernel_manager_class())
 
 
 def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | None, results_dir: str,
@@ -116,6 +150,7 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     check_ablations(configs)
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     tasks = [(config, spec, seed) for config, spec in configs.items() for seed in seeds]
+    report_progress({"event": "start", "total": len(tasks)})
 
     def train(task) -> dict:
         config, spec, seed = task
@@ -133,13 +168,73 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
         except Exception as err:          # papermill re-raises the notebook's error: record it
             row |= {"status": "failed", "error": _last_line(err)}
         row["seconds"] = time.perf_counter() - tic
-        print(f"  {config:28s} seed {seed}: {row['status']} "
-              + (f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]), flush=True)
+        result = f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]
+        print(f"  {config:28s} seed {seed}: {row['status']} {result}", flush=True)
+        report_progress({"event": "run", "run": f"{config}, seed {seed}", "status": row["status"], "result": result})
         return row
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:   # each run is its own kernel process
         rows = list(pool.map(train, tasks))
     return pd.DataFrame(rows)
+
+
+def report_progress(event: dict) -> None:
+    """Append one event for `attnet reproduce` to draw, when it asked for them (PROGRESS_ENV)."""
+    path = os.environ.get(PROGRESS_ENV)
+    if path:
+        with open(path, "a") as f:          # one short append per event: whole lines, also from parallel runs
+            f.write(json.dumps(event) + "\n")
+
+
+class ProgressFollower:
+    """Follows the events that report_progress appends to `path` (from another process) and draws
+    them as one tqdm bar: runs done of total, elapsed and time left, the last run's result; a
+    failed run is written out above the bar as it happens."""
+
+    def __init__(self, path: Path, stream=None, poll: float = 0.5) -> None:
+        self.path, self.stream, self.poll = Path(path), stream or sys.stderr, poll
+        self.bar = None
+        self._offset = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> "ProgressFollower":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.read()                          # events written after the last poll
+        if self.bar is not None:
+            self.bar.close()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll):
+            self.read()
+
+    def read(self) -> None:
+        """Draw the complete lines appended since the last read."""
+        from tqdm import tqdm
+        if not self.path.is_file():
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        lines = chunk[:chunk.rfind(b"\n") + 1]    # a line still being written waits for the next read
+        self._offset += len(lines)
+        for line in lines.decode().splitlines():
+            event = json.loads(line)
+            if event["event"] == "start":
+                if self.bar is not None:
+                    self.bar.close()
+                self.bar = tqdm(total=event["total"], desc="[reproduce] ablation runs", unit="run",
+                                file=self.stream, dynamic_ncols=True, mininterval=0)
+            elif self.bar is not None:
+                if event["status"] != "done":
+                    self.bar.write(f"[reproduce] {event['run']}: {event['status']}: {event['result']}", file=self.stream)
+                self.bar.set_postfix_str(f"last: {event['run']}: {event['result']}", refresh=False)
+                self.bar.update(1)
 
 
 def default_jobs() -> int:
@@ -258,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="keep this preset's finished runs (final.json); without it they are deleted and retrained")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the ablation")
     parser.add_argument("--results", default="results", help="where tables, figures and runs go")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs of every run (default: the preset's); fewer for a quick look")
     parser.add_argument("--jobs", type=int, default=None,
                         help="ablation runs trained at once (default: 1 on a GPU, 2 on a CPU with 2+ cores)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -284,15 +381,25 @@ def main(argv: list[str] | None = None) -> None:
     inside = results.resolve().is_relative_to(root.resolve())
     params = {"preset": preset, "data_root": args.data_root,
               "results_dir": str(results.resolve().relative_to(root.resolve()) if inside else results),
-              "resume": True, "seeds": args.seeds, "configs": "all", "jobs": args.jobs or default_jobs()}
+              "resume": True, "seeds": args.seeds, "configs": "all", "jobs": args.jobs or default_jobs(),
+              "epochs": args.epochs}
     timings = []
     started = time.perf_counter()
-    for name in args.only or NOTEBOOKS:
-        print(f"[reproduce] {name} ...", flush=True)
-        tic = time.perf_counter()
-        execute(name, results / "notebooks" / f"{name}.ipynb", params, cwd=root)
-        timings.append({"notebook": name, "seconds": round(time.perf_counter() - tic, 1)})
-        print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="attnet-progress-") as tmp:
+        progress = Path(tmp) / "events.jsonl"
+        os.environ[PROGRESS_ENV] = str(progress)        # inherited by the notebooks' kernels
+        try:
+            for name in args.only or NOTEBOOKS:
+                print(f"[reproduce] {name} ...", flush=True)
+                tic = time.perf_counter()
+                progress.unlink(missing_ok=True)           # each notebook's events on their own
+                with ProgressFollower(progress):
+                    execute(name, results / "notebooks" / f"{name}.ipynb", params, cwd=root)
+                timings.append({"notebook": name, "seconds": round(time.perf_counter() - tic, 1)})
+                print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s "
+                      f"({time.perf_counter() - started:.0f} s so far)", flush=True)
+        finally:
+            os.environ.pop(PROGRESS_ENV, None)
     total = time.perf_counter() - started
     note = f"`{command}` at commit {commit}: {total / 60:.1f} min in all."
     write_table(pd.DataFrame(timings), results / "tables" / f"reproduce_timings_{preset}", note=note)

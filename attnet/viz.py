@@ -1,29 +1,30 @@
 """Figures: attention maps drawn as in the paper, learning curves, stream and ablation charts.
 
-Every function returns its matplotlib Figure and, given `path`, saves it as PNG.
+Every function returns its matplotlib Figure and, given `path`, saves it as PNG. Figures are
+made without pyplot: nothing stays open behind the caller's back (no figure manager, nothing
+to close), and a notebook shows a figure where it asks: as the cell's last expression, or
+with display(fig).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torchvision.transforms.functional import gaussian_blur
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torchvision.transforms.functional import gaussian_blur  # noqa: E402
-
-from attnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from attnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 STREAM_NAMES = {"la": "Learning-based Attention", "sa": "Statistic-based Attention", "gp": "Global Pooling"}
 STREAM_COLOURS = {"fused": "#444444", "gp": "#8c8c8c", "sa": "#1f77b4", "la": "#d62728"}
 
 
-def _save(fig, path) -> plt.Figure:
+def _save(fig, path) -> Figure:
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -54,11 +55,12 @@ def darken(images: np.ndarray, weights: np.ndarray, floor: float = 0.15) -> np.n
 
 
 def attention_figure(images: np.ndarray, maps: dict[str, torch.Tensor], title: str | None = None,
-                     boxes: np.ndarray | None = None, path=None) -> plt.Figure:
+                     boxes: np.ndarray | None = None, path=None) -> Figure:
     """A row of sampled frames, then one row per attention stream (LA first, as the paper)."""
     order = [s for s in ("la", "sa") if s in maps]
     t, h, w = images.shape[:3]
-    fig, axes = plt.subplots(1 + len(order), t, figsize=(1.3 * t, 1.45 * (1 + len(order))), squeeze=False)
+    fig = Figure(figsize=(1.3 * t, 1.45 * (1 + len(order))))
+    axes = fig.subplots(1 + len(order), t, squeeze=False)
     rows = [("Frames", images)] + [(STREAM_NAMES[s], darken(images, smooth_maps(maps[s], (h, w)))) for s in order]
     for r, (name, row) in enumerate(rows):
         for c in range(t):
@@ -68,7 +70,7 @@ def attention_figure(images: np.ndarray, maps: dict[str, torch.Tensor], title: s
             ax.set_yticks([])
             if boxes is not None and r == 0:
                 x0, y0, x1, y1 = boxes[c]
-                ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1))
+                ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1))
         axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -89,9 +91,10 @@ def attention_gif(images: np.ndarray, maps: dict[str, torch.Tensor], path, scale
     return path
 
 
-def learning_curves(metrics: pd.DataFrame, title: str = "", path=None) -> plt.Figure:
+def learning_curves(metrics: pd.DataFrame, title: str = "", path=None) -> Figure:
     """Loss parts and train / validation accuracy per stream over epochs."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    left, right = fig.subplots(1, 2)
     for col in [c for c in metrics.columns if c.startswith("loss")]:
         left.plot(metrics["epoch"], metrics[col], marker="o", ms=3, label=col.replace("loss_", ""))
     left.set(xlabel="epoch", ylabel="loss", title="training loss")
@@ -109,11 +112,12 @@ def learning_curves(metrics: pd.DataFrame, title: str = "", path=None) -> plt.Fi
     return _save(fig, path)
 
 
-def stream_accuracy(test: dict, title: str = "", path=None) -> plt.Figure:
+def stream_accuracy(test: dict, title: str = "", path=None) -> Figure:
     """Test top-1 of the fused scores and of each stream."""
     names = ["fused"] + [s for s in ("gp", "sa", "la") if f"{s}_top1" in test]
     values = [test["top1"]] + [test[f"{s}_top1"] for s in names[1:]]
-    fig, ax = plt.subplots(figsize=(4, 3))
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
     ax.bar(names, values, color=[STREAM_COLOURS[n] for n in names])
     for i, v in enumerate(values):
         ax.text(i, v + 1, f"{v:.1f}", ha="center", fontsize=8)
@@ -122,11 +126,12 @@ def stream_accuracy(test: dict, title: str = "", path=None) -> plt.Figure:
     return _save(fig, path)
 
 
-def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> plt.Figure:
+def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> Figure:
     """Mean and 95 % t-interval over seeds of each configuration, as the ablation table (rows: one run each)."""
     from attnet.stats import t_interval
     done = runs[runs["status"] == "done"]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * done["config"].nunique() + 1.2))
+    fig = Figure(figsize=(7, 0.45 * done["config"].nunique() + 1.2))
+    ax = fig.subplots()
     sns.barplot(data=done, y="config", x=value, errorbar=lambda v: (t_interval(v).low, t_interval(v).high),
                 color="#1f77b4", ax=ax, order=list(dict.fromkeys(done["config"])))
     sns.stripplot(data=done, y="config", x=value, color="black", size=3, ax=ax,
@@ -156,9 +161,10 @@ def difficulty_chart(table: pd.DataFrame, path=None):
 
 
 def tsn_timeline(num_frames: int, segments: int, train_draws: list[list[int]], test_clips: list[list[int]],
-                 path=None) -> plt.Figure:
+                 path=None) -> Figure:
     """The T equal segments of a video, random training draws and the fixed test offsets."""
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.25 * (len(train_draws) + len(test_clips))))
+    fig = Figure(figsize=(8, 1.2 + 0.25 * (len(train_draws) + len(test_clips))))
+    ax = fig.subplots()
     for i in range(segments + 1):
         ax.axvline(i * num_frames / segments, color="#bbbbbb", lw=0.8)
     for row, draw in enumerate(train_draws):
@@ -171,4 +177,31 @@ def tsn_timeline(num_frames: int, segments: int, train_draws: list[list[int]], t
            title=f"TSN sampling: {num_frames} frames, {segments} segments")
     ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1, 1.35), ncol=2)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def class_samples(dataset, boxes_of=None, frames: int = 4, title: str = "", path=None) -> Figure:
+    """The first video of each class, `frames` of its sampled frames evenly spread, the actor
+    box drawn where `boxes_of(record) -> [F, 4]` gives one. The dataset must not normalize."""
+    first = {}
+    for i, record in enumerate(dataset.records):
+        first.setdefault(record.label, i)
+    fig = Figure(figsize=(1.5 * frames, 1.6 * len(first)))
+    axes = fig.subplots(len(first), frames, squeeze=False)
+    for row, (label, i) in enumerate(sorted(first.items())):
+        clip, _ = dataset[i]
+        clip = clip if clip.dim() == 4 else clip[0]
+        indices = dataset.frame_indices(i)[0]
+        boxes = boxes_of(dataset.records[i]) if boxes_of else None
+        for col, t in enumerate(np.linspace(0, len(indices) - 1, frames).round().astype(int)):
+            ax = axes[row, col]
+            ax.imshow(clip[t].permute(1, 2, 0).clamp(0, 1).numpy())
+            if boxes is not None:
+                x0, y0, x1, y1 = boxes[indices[t]]
+                ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(dataset.classes[label], rotation=0, ha="right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)

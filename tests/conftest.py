@@ -4,7 +4,12 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"   # the steering repo's shared/, beside the checkout
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--lab-screenshot", default=None, metavar="PNG",
+                     help="tests/notebooks/test_lab.py saves the browser's view of 00_quickstart in JupyterLab here")
 
 
 @pytest.fixture(autouse=True)
@@ -23,11 +28,8 @@ def sru_package():
 @pytest.fixture(scope="session")
 def authors_keys():
     """(key, shape, dtype) rows of the authors' released checkpoint."""
-    path = SHARED / "reference" / "authors_checkpoint_keys.txt"
-    if not path.is_file():
-        pytest.skip(f"{path} not found (shared/ is expected beside the checkout)")
     rows = []
-    for line in path.read_text().splitlines():
+    for line in (FIXTURES / "authors_checkpoint_keys.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             key, rest = line.split(" ", 1)
             shape, dtype = rest.rsplit(" ", 1)

@@ -13,7 +13,7 @@ from attnet.models import GLKANet
 
 
 def authors_layout_state(sru_package, num_classes=600, hidden=1024):
-    """Random weights in the exact key layout of shared/reference/authors_checkpoint_keys.txt."""
+    """Random weights in the exact key layout of tests/fixtures/authors_checkpoint_keys.txt."""
     state = {}
     net = torch.nn.Sequential(*list(torchvision.models.resnet34(weights=None).children())[:-2])
     for k, v in net.state_dict().items():

@@ -44,3 +44,42 @@ def test_figures_are_written(tmp_path):
     for name in ("a.png", "c.png", "s.png", "ab.png", "tsn.png"):
         assert is_png(tmp_path / name), name
     assert gif.read_bytes()[:6] == b"GIF89a"
+
+
+def test_figures_are_returned_without_being_left_open_in_pyplot(tmp_path):
+    """A notebook shows a returned figure once, as the cell's value: pyplot must not hold
+    (and show again) a copy, and scripts must not leak open figures."""
+    import matplotlib.pyplot as plt
+    plt.close("all")
+    metrics = pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0], "val_top1": [10, 40]})
+    runs = pd.DataFrame({"config": ["a", "b"], "test.top1": [10.0, 30.0], "status": ["done"] * 2})
+    figures = [viz.learning_curves(metrics), viz.stream_accuracy({"top1": 50, "sa_top1": 40}),
+               viz.ablation_chart(runs), viz.tsn_timeline(30, 3, [[1, 12, 25]], [[5, 15, 25]])]
+    assert plt.get_fignums() == []
+    for i, fig in enumerate(figures):
+        fig.savefig(tmp_path / f"{i}.png")
+        assert is_png(tmp_path / f"{i}.png")
+    bars = figures[1].axes[0].patches
+    assert [round(b.get_height(), 1) for b in bars] == [50, 40]
+
+
+def test_class_samples_shows_the_first_video_of_each_class_with_its_box(tmp_path):
+    from attnet.data import build_dataset, synthetic
+    root = synthetic.ensure(tmp_path / "syn", num_classes=3, frames=8, size=32, distractors=1,
+                            videos_per_class={"train": 1, "val": 1, "test": 2})
+    test = build_dataset("synthetic", root, subset="test", segments=4, size=32, resize=32, normalize=False)
+    boxes_of = lambda r: synthetic.load_boxes(root, r.path.relative_to(root))  # noqa: E731
+    fig = viz.class_samples(test, boxes_of, frames=3)
+    axes = np.array(fig.axes).reshape(3, 3)
+    labels = [r.label for r in test.records]
+    for row in range(3):
+        i = labels.index(row)                      # the first test video of class `row`
+        clip, _ = test[i]
+        indices = test.frame_indices(i)[0]
+        boxes = boxes_of(test.records[i])
+        for col, t in enumerate([0, 2, 3]):        # 3 of 4 sampled frames: linspace(0, 3, 3) rounded
+            np.testing.assert_allclose(axes[row, col].images[0].get_array(), clip[t].permute(1, 2, 0).numpy())
+            (patch,) = axes[row, col].patches
+            x0, y0, x1, y1 = boxes[indices[t]]
+            assert patch.get_xy() == (x0 - 0.5, y0 - 0.5) and (patch.get_width(), patch.get_height()) == (x1 - x0, y1 - y0)
+        assert axes[row, 0].get_ylabel() == test.classes[row]

@@ -24,7 +24,6 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-
 class SRULayer(nn.Module):
     """One unidirectional SRU layer, state-dict compatible with `sru.SRUCell` 2.x."""
 

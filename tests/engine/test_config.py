@@ -1,7 +1,9 @@
 """Presets, overrides and the messages for bad values."""
 import pytest
 
-from attnet.config import ConfigError, load_config, presets
+from attnet.config import ConfigError, describe, load_config, presets
+from attnet.data import DATASETS
+from attnet.models import BACKBONES, STREAMS, TEMPORAL_MODELS
 
 
 def test_paper_presets_follow_the_authors_recipe():
@@ -64,3 +66,26 @@ def test_cache_needs_the_main_process_and_threads_are_positive():
     with pytest.raises(ConfigError, match=r"run.threads: must be > 0, got 0"):
         load_config("synthetic", ["run.threads=0"])
     assert load_config("synthetic", ["data.cache=false", "data.workers=2"]).data.workers == 2
+
+
+@pytest.mark.parametrize("override, registry", [
+    ("model.backbone=resnet43", BACKBONES),
+    ("model.temporal=sruu", TEMPORAL_MODELS),
+    ("data.name=hmbd51", DATASETS),
+    ("model.streams=[gp, sla]", STREAMS),
+])
+def test_misspelt_names_are_rejected_with_the_registry_list(override, registry):
+    key, _, bad = override.partition("=")
+    with pytest.raises(ConfigError) as err:
+        load_config("synthetic-smoke", [override])
+    message = str(err.value)
+    assert message.startswith(key) and bad.strip("[]").split(", ")[-1] in message
+    assert all(name in message for name in registry), (message, registry)
+
+
+def test_help_lists_the_registry_names():
+    lines = {line.split("=")[0].strip(): line for line in describe().splitlines()}
+    assert lines["model.backbone"].endswith("(" + " | ".join(BACKBONES) + ")")
+    assert lines["model.temporal"].endswith("(" + " | ".join(TEMPORAL_MODELS) + ")")
+    assert lines["data.name"].endswith("(" + " | ".join(DATASETS) + ")")
+    assert lines["model.streams"].endswith("(" + " | ".join(STREAMS) + ")")

@@ -1,0 +1,139 @@
+"""What notebooks 04 (attention) and 06 (transfer) compute, as functions, so that a notebook cell
+is a call and a picture, and the computation is tested like the rest of the package.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from attnet.config import Config, load_config
+from attnet.data import ClipDataset, synthetic
+from attnet.engine import checkpoint, fit
+from attnet.engine.build import build_datasets, build_model, dataset_root
+from attnet.engine.distributed import DistInfo, resolve_device
+from attnet.localization import localization_scores
+from attnet.models import GLKANet
+from attnet.viz import to_images
+
+
+def run_overrides(results_dir: str, resume: bool = True, data_root: str | None = None) -> list[str]:
+    """The overrides every notebook passes: its run registry, resume or start afresh, the data root."""
+    out = [f"run.out_dir={results_dir}/runs", f"run.resume={resume}", f"run.overwrite={not resume}"]
+    return out + ([f"data.root={data_root}"] if data_root else [])
+
+
+@dataclass
+class TrainedRun:
+    """A finished run's best model on `device`, in eval mode, with the test set it is scored on."""
+    cfg: Config
+    run_dir: Path
+    model: GLKANet
+    test: ClipDataset
+    root: Path
+    device: torch.device
+
+    def boxes_of(self) -> Callable | None:
+        """record -> actor boxes [F, 4] on the synthetic dataset (the only one that has them), else None."""
+        if self.cfg.data.name != "synthetic":
+            return None
+        return lambda record: synthetic.load_boxes(self.root, record.path.relative_to(self.root))
+
+
+def trained_run(preset: str, results_dir: str = "results/smoke", resume: bool = True, data_root: str | None = None,
+                run_name: str | None = None, device: str = "auto") -> TrainedRun:
+    """The preset's run (the full model, seed 0, unless `run_name` names another), trained first
+    if absent, its best checkpoint loaded through the engine's loader onto `device`."""
+    overrides = run_overrides(results_dir, resume, data_root) + [f"run.device={device}"]
+    cfg = load_config(preset, overrides + ([f"run.name={run_name}"] if run_name else []))
+    run_dir = fit(cfg)
+    root = dataset_root(cfg, DistInfo())
+    test = build_datasets(cfg, ("test",), root)["test"]
+    target = resolve_device(cfg.run.device)
+    model = build_model(cfg, len(test.classes), target, init=False).eval()
+    model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / "best.pt")["model"])
+    return TrainedRun(cfg, run_dir, model, test, root, target)
+
+
+@dataclass
+class VideoAttention:
+    images: np.ndarray                 # uint8 [T, H, W, 3], the sampled frames of the first test clip
+    maps: dict[str, torch.Tensor]      # stream -> [T, h, w]
+    boxes: np.ndarray | None           # actor boxes of those frames [T, 4] (synthetic only)
+    title: str
+
+
+@torch.no_grad()
+def video_attention(run: TrainedRun, index: int) -> VideoAttention:
+    """Test video `index` through the model: its frames, SA / LA maps, actor boxes, and a title
+    naming the true and the predicted class."""
+    clip, label = run.test[index]
+    clip = clip if clip.dim() == 4 else clip[0]
+    out = run.model(clip[None].to(run.device))
+    record = run.test.records[index]
+    boxes_of = run.boxes_of()
+    boxes = boxes_of(record)[run.test.frame_indices(index)[0].numpy()] if boxes_of else None
+    predicted = run.test.classes[out.logits.argmax(1).item()]
+    return VideoAttention(to_images(clip), {s: a[0].cpu() for s, a in out.attention.items()}, boxes,
+                          f"{record.path.name}: true {run.test.classes[label]}, predicted {predicted}")
+
+
+def localization_summary(run: TrainedRun, max_videos: int | None = None) -> pd.DataFrame:
+    """Per stream (and uniform attention): frames scored, mean attention mass inside the actor
+    box (%) and pointing-game accuracy (%)."""
+    scores = localization_scores(run.model, run.test, run.boxes_of(), max_videos=max_videos)
+    summary = scores.groupby("stream").agg(frames=("mass", "size"), mass_in_box=("mass", "mean"),
+                                           pointing_accuracy=("hit", "mean")).reset_index()
+    summary["mass_in_box"] = (100 * summary["mass_in_box"]).round(1)
+    summary["pointing_accuracy"] = (100 * summary["pointing_accuracy"]).round(1)
+    return summary
+
+
+@dataclass
+class Transfer:
+    table: pd.DataFrame                # one row per start ("fine-tuned", "from scratch"): test top-1 fused and per stream
+    init_checkpoint: str               # what the fine-tuned run started from
+    target_name: str                   # the target's preset (names the runs and the table)
+
+
+def stand_in_target(preset: str) -> list[str]:
+    """Overrides making a second synthetic dataset the transfer target: 6 of the classes, a new
+    generator seed, a third of the training videos."""
+    base = load_config(preset)
+    spec = dict(base.data.synthetic)
+    spec.update(num_classes=min(6, spec.get("num_classes", 8)), seed=1,
+                videos_per_class={"train": max(2, spec.get("videos_per_class", {}).get("train", 30) // 3),
+                                  "val": 4, "test": 8})
+    return [f"data.root={base.data.root}-target", f"data.synthetic={json.dumps(spec)}"]
+
+
+def transfer_experiment(preset: str, results_dir: str = "results/smoke", resume: bool = True,
+                        data_root: str | None = None, target_preset: str | None = None,
+                        target_root: str | None = None, init_checkpoint: str | None = None,
+                        epochs: int | None = None) -> Transfer:
+    """Fine-tune from `init_checkpoint` (heads replaced) against training from scratch on the
+    target. Without a checkpoint the preset's full model (seed 0, trained if absent) is the
+    pre-trained model; without a target preset a synthetic stand-in is the target."""
+    common = run_overrides(results_dir, resume)
+    if init_checkpoint is None:
+        source = load_config(preset, run_overrides(results_dir, resume, data_root))
+        init_checkpoint = str(fit(source) / "checkpoints" / "best.pt")
+    if target_preset is None:
+        target, target_name = stand_in_target(preset), preset
+    else:
+        target, target_name = ([f"data.root={target_root}"] if target_root else []), target_preset
+    target += [f"optim.epochs={epochs}"] if epochs else []
+    rows = []
+    for label, start in (("fine-tuned", f"model.init_checkpoint={init_checkpoint}"),
+                         ("from scratch", "model.init_checkpoint=null")):
+        name = f"run.name={target_name}_transfer_{label.replace(' ', '-')}"
+        run_dir = fit(load_config(target_preset or preset, common + target + [start, name]))
+        test = json.loads((run_dir / "final.json").read_text())["test"]
+        rows.append({"start": label, "top-1": round(test["top1"], 1),
+                     **{s.upper(): round(test[f"{s}_top1"], 1) for s in ("gp", "sa", "la") if f"{s}_top1" in test}})
+    return Transfer(pd.DataFrame(rows), init_checkpoint, target_name)

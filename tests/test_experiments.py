@@ -1,0 +1,34 @@
+"""The notebooks' computations as functions: a trained run loaded for inspection, the transfer target."""
+import json
+
+import torch
+
+from attnet.experiments import run_overrides, stand_in_target, trained_run, video_attention
+
+
+def test_run_overrides_point_the_run_at_the_registry():
+    assert run_overrides("res", resume=False, data_root="d") == \
+        ["run.out_dir=res/runs", "run.resume=False", "run.overwrite=True", "data.root=d"]
+    assert run_overrides("res") == ["run.out_dir=res/runs", "run.resume=True", "run.overwrite=False"]
+
+
+def test_stand_in_target_is_a_smaller_synthetic_dataset():
+    root, spec = stand_in_target("synthetic-smoke")
+    assert root == "data.root=data/synthetic-smoke-target"
+    spec = json.loads(spec.removeprefix("data.synthetic="))
+    # the smoke preset has 4 classes and 6 training videos per class: min(6, 4) and max(2, 6 // 3)
+    assert spec["num_classes"] == 4 and spec["videos_per_class"] == {"train": 2, "val": 4, "test": 8}
+    assert spec["seed"] == 1 and spec["size"] == 64
+
+
+def test_trained_run_holds_the_best_checkpoint_in_eval_mode(tmp_path):
+    run = trained_run("synthetic-smoke", str(tmp_path / "res"), data_root=str(tmp_path / "data"), device="cpu")
+    best = torch.load(run.run_dir / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert run.device == torch.device("cpu") and not run.model.training
+    for key, value in run.model.state_dict().items():
+        assert torch.equal(value, best[key]), key
+    shown = video_attention(run, 0)
+    assert shown.images.shape == (4, 64, 64, 3) and shown.boxes.shape == (4, 4)     # T = 4 segments
+    assert set(shown.maps) == {"sa", "la"}
+    torch.testing.assert_close(shown.maps["la"].sum(dim=(1, 2)), torch.ones(4))
+    assert shown.title.startswith(run.test.records[0].path.name + ": true ")
