@@ -16,7 +16,7 @@ from attnet.config import Config, load_config
 from attnet.data import ClipDataset, synthetic
 from attnet.engine import checkpoint, fit
 from attnet.engine.build import build_datasets, build_model, dataset_root
-from attnet.engine.distributed import DistInfo, resolve_device
+from attnet.engine import runtime
 from attnet.localization import localization_scores
 from attnet.models import GLKANet
 from attnet.viz import to_images
@@ -52,9 +52,10 @@ def trained_run(preset: str, results_dir: str = "results/smoke", resume: bool = 
     overrides = run_overrides(results_dir, resume, data_root) + [f"run.device={device}"]
     cfg = load_config(preset, overrides + ([f"run.name={run_name}"] if run_name else []))
     run_dir = fit(cfg)
-    root = dataset_root(cfg, DistInfo())
+    rt = runtime.from_config(cfg)                 # the device (and process group) training used
+    root = dataset_root(cfg, rt)
     test = build_datasets(cfg, ("test",), root)["test"]
-    target = resolve_device(cfg.run.device)
+    target = rt.device
     model = build_model(cfg, len(test.classes), target, init=False).eval()
     model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / "best.pt")["model"])
     return TrainedRun(cfg, run_dir, model, test, root, target)

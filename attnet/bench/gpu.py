@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from attnet.config import load_config
 from attnet.data import build_dataset, build_loader
 from attnet.losses import GLKALoss
+from attnet.models import TEMPORAL_MODELS
 
 from .data import loader_rate, smooth_frames
 from .model import timed
@@ -69,25 +70,25 @@ def precision_curves(cfg, device: torch.device, batches, num_classes: int) -> tu
     """{"fp32"|"bf16": (losses, step times), or the error that stopped it} of STEPS SGD steps
     from the same initial weights on the same batches (dropout drawn alike), and the FLOPs of
     one train step."""
+    from attnet.engine import runtime
     from attnet.engine.build import build_model, build_optimizer
     criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
     torch.manual_seed(cfg.run.seed)
     initial = build_model(cfg, num_classes, device)
     results = {}
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+    for name, amp in (("fp32", "off"), ("bf16", "bf16")):
+        rt = runtime.Runtime(device=device, amp=amp, seed=cfg.run.seed)   # the trainer's autocast and step
         model = copy.deepcopy(initial)
         optimizer = build_optimizer(cfg, model)
         losses, times = [], []
         torch.manual_seed(cfg.run.seed)
 
         def step(x, y):
-            # the trainer's autocast (optim.amp); to come from attnet.engine.runtime when it lands
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with rt.autocast():
                 out = model(x)
             loss, _ = criterion(out, y)              # in float32, as the trainer computes it
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            runtime.backward_step(loss, optimizer)
             losses.append(loss.item())
         try:
             for i in range(STEPS):
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="toy sizes (about a minute on a CPU)")
-    p.add_argument("--temporal", choices=("sru", "lstm", "gru", "mean"), default=None,
+    p.add_argument("--temporal", choices=list(TEMPORAL_MODELS), default=None,
                    help="temporal model (default: the paper's, sru)")
     p.add_argument("--out", default=None, help="report path (default: results/gpu_report_<device>.md)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
