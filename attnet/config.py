@@ -119,10 +119,12 @@ class Config:
 
 
 def default_run_name(preset: str, streams, temporal: str = "sru", fusion_layer: bool = True, ga_reg: bool = True,
-                     seed: int = 0, ga_detach_gp: bool = False) -> str:
-    """<preset>_<streams>_<temporal>[_nofusion][_noga][_gadetach]_seed<N>: the registry name of a configuration."""
+                     seed: int = 0, ga_detach_gp: bool = False, amp: str | None = None) -> str:
+    """<preset>_<streams>_<temporal>[_nofusion][_noga][_gadetach][_<precision>]_seed<N>: the registry name of a
+    configuration; the precision appears only when an ablation sets optim.amp against the preset's."""
     parts = [preset, "+".join(streams), temporal] + ([] if fusion_layer else ["nofusion"]) + ([] if ga_reg else ["noga"])
     parts += ["gadetach"] if ga_detach_gp else []
+    parts += [{"off": "fp32"}.get(amp, amp)] if amp else []
     return "_".join(parts + [f"seed{seed}"])
 
 

@@ -119,15 +119,18 @@ def transfer_experiment(preset: str, results_dir: str = "results/smoke", resume:
                         epochs: int | None = None) -> Transfer:
     """Fine-tune from `init_checkpoint` (heads replaced) against training from scratch on the
     target. Without a checkpoint the preset's full model (seed 0, trained if absent) is the
-    pre-trained model; without a target preset a synthetic stand-in is the target."""
+    pre-trained model; without a target preset the target is a synthetic stand-in (synthetic
+    presets) or the preset itself (a real dataset, e.g. fine-tuning the authors' Kinetics model)."""
     common = run_overrides(results_dir, resume)
     if init_checkpoint is None:
         source = load_config(preset, run_overrides(results_dir, resume, data_root))
         init_checkpoint = str(fit(source) / "checkpoints" / "best.pt")
-    if target_preset is None:
+    if target_preset is None and load_config(preset).data.name == "synthetic":
         target, target_name = stand_in_target(preset), preset
-    else:
-        target, target_name = ([f"data.root={target_root}"] if target_root else []), target_preset
+    else:                   # a real dataset: the target preset, or the preset itself on its own data
+        target_name = target_preset or preset
+        root = target_root or (data_root if target_preset is None else None)
+        target = [f"data.root={root}"] if root else []
     target += [f"optim.epochs={epochs}"] if epochs else []
     rows = []
     for label, start in (("fine-tuned", f"model.init_checkpoint={init_checkpoint}"),

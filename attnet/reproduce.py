@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from attnet.config import CONFIG_DIR, PRESET_PATH, default_run_name
+from attnet.config import CONFIG_DIR, PRESET_PATH, default_run_name, load_config
 
 # `attnet reproduce` names a file here; run_ablation, inside the 03 notebook's kernel, appends one
 # JSON line per event to it, and reproduce draws them as a progress bar in its own terminal.
@@ -47,11 +47,13 @@ ABLATIONS = {
     # from the actor's box (what attending to the actor is worth)
     "full model, GA reference detached": dict(streams=["gp", "sa", "la"], ga_detach_gp=True),
     "oracle + GP (fusion layer)": dict(streams=["gp", "oracle"]),
+    # the precision check: the preset's autocast (bf16 on the CPU presets) against float32, paired
+    "full model, fp32": dict(streams=["gp", "sa", "la"], amp="off"),
 }
 REFERENCE = "full model"     # the row every other is compared with, seed by seed
 
 
-SPEC_KEYS = ("streams", "fusion_layer", "ga_reg", "ga_detach_gp", "temporal")   # what an ablation may set (and its run name shows)
+SPEC_KEYS = ("streams", "fusion_layer", "ga_reg", "ga_detach_gp", "temporal", "amp")   # what an ablation may set (and its run name shows)
 
 
 def notebook_param(name: str, value, kind: type):
@@ -82,10 +84,22 @@ def check_ablations(configs: dict[str, dict]) -> dict[str, dict]:
     return configs
 
 
-def choose_ablations(configs, extra_configs=None) -> dict[str, dict]:
+def ablation_run_name(preset: str, spec: dict, seed: int) -> str:
+    """The run name of one ablation row and seed (the notebook is handed it, so the two agree)."""
+    return default_run_name(Path(preset).stem, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
+                            spec.get("fusion_layer", True), spec.get("ga_reg", True), seed,
+                            spec.get("ga_detach_gp", False), spec.get("amp"))
+
+
+def choose_ablations(configs, extra_configs=None, preset: str | None = None) -> dict[str, dict]:
     """The notebook's `configs` ("all" or names of ABLATIONS) plus `extra_configs` ({name: spec}),
-    as given in the notebook or as papermill -p strings, checked before any run starts."""
-    names = list(ABLATIONS) if configs == "all" else notebook_param("configs", configs, list)
+    as given in the notebook or as papermill -p strings, checked before any run starts. "all" on
+    a dataset without actor boxes (anything but synthetic) leaves out the oracle control."""
+    if configs == "all":
+        boxes = preset is None or load_config(preset).data.name == "synthetic"
+        names = [n for n, spec in ABLATIONS.items() if boxes or "oracle" not in spec.get("streams", ())]
+    else:
+        names = notebook_param("configs", configs, list)
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise ValueError(f"configs: unknown ablation(s) {', '.join(map(repr, unknown))}; choose from "
@@ -154,17 +168,19 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
 
     def train(task) -> dict:
         config, spec, seed = task
+        name = ablation_run_name(preset, spec, seed)
         params = {"preset": preset, "data_root": data_root, "results_dir": results_dir, "seed": seed,
-                  "resume": resume, "epochs": epochs, "make_figures": False, "threads": threads, **spec}
-        name = default_run_name(Path(preset).stem, spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
-                                spec.get("fusion_layer", True), spec.get("ga_reg", True), seed,
-                                spec.get("ga_detach_gp", False))
+                  "resume": resume, "epochs": epochs, "make_figures": False, "threads": threads, "run_name": name,
+                  **spec}
         row = {"config": config, "seed": seed, "run": name, "status": "done", "error": ""}
         tic = time.perf_counter()
         try:
             execute("02_train_eval", Path(results_dir) / "notebooks" / "ablation" / f"{name}.ipynb", params)
-            final = json.loads((Path(results_dir) / "runs" / name / "final.json").read_text())
+            run_dir = Path(results_dir) / "runs" / name
+            final = json.loads((run_dir / "final.json").read_text())
             row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
+            row["selection"] = final["config"].get("selection", "val")
+            row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence
         except Exception as err:          # papermill re-raises the notebook's error: record it
             row |= {"status": "failed", "error": _last_line(err)}
         row["seconds"] = time.perf_counter() - tic
@@ -269,6 +285,8 @@ def ablation_table(runs: pd.DataFrame, reference: str = REFERENCE, level: float 
         for s in streams:
             values = ok[f"test.{s}_top1"].dropna()
             row[s.upper()] = f"{values.mean():.1f}" if len(values) else ""
+        train = ok["train.top1"].dropna() if "train.top1" in ok else pd.Series(dtype=float)
+        row["last-epoch train top-1 (min)"] = f"{train.min():.1f}" if len(train) else ""
         row[f"Δ vs {reference}"], row["call"] = "", ""
         if diffs is not None and config == reference:
             row["call"] = "reference"
@@ -293,7 +311,14 @@ def ablation_note(runs: pd.DataFrame, reference: str = REFERENCE, level: float =
     text = (f"Test top-1 (%): mean over seeds {seeds} with its {pct} Student t-interval [low, high]; per-stream "
             f"columns: means. Δ: the paired difference to the {reference}, seed by seed over the seeds both "
             f"finished, with its {pct} t-interval; the call is better / worse only where that interval excludes 0 "
-            f"(no difference otherwise; n < 2 without an interval).")
+            f"(no difference otherwise; n < 2 without an interval). Last-epoch train top-1 (min): the lowest "
+            f"final-epoch training accuracy over the seeds, to read convergence.")
+    on_test = done["selection"].eq("test").sum() if "selection" in done else 0
+    if on_test:
+        text += (f" {on_test} of {len(done)} runs chose their checkpoint on the test set (data.select_on_test, the "
+                 f"authors' protocol): their top-1 is selected on the test set and overstates held-out accuracy.")
+    elif "selection" in done and done["selection"].eq("last epoch").any():
+        text += " Runs without a validation set report their last epoch."
     videos = done["test.num_videos"].dropna() if "test.num_videos" in done else pd.Series(dtype=float)
     if len(videos):
         n = int(videos.max())
@@ -351,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"run only these notebooks ({', '.join(EXTRAS)} runs only when named)")
     parser.add_argument("--resume", action="store_true",
                         help="keep this preset's finished runs (final.json); without it they are deleted and retrained")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the ablation")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds of the ablation")
     parser.add_argument("--results", default="results", help="where tables, figures and runs go")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs of every run (default: the preset's); fewer for a quick look")

@@ -145,13 +145,10 @@ def test_without_the_reference_the_table_has_no_differences():
 
 
 def test_the_control_rows_get_their_own_run_names():
-    from attnet.config import default_run_name
-    from attnet.reproduce import ABLATIONS
-    names = {default_run_name("p", spec.get("streams", ["gp", "sa", "la"]), spec.get("temporal", "sru"),
-                              spec.get("fusion_layer", True), spec.get("ga_reg", True), 0,
-                              spec.get("ga_detach_gp", False)) for spec in ABLATIONS.values()}
+    from attnet.reproduce import ABLATIONS, ablation_run_name
+    names = {ablation_run_name("configs/p.yaml", spec, 0) for spec in ABLATIONS.values()}
     assert len(names) == len(ABLATIONS)
-    assert "p_gp+sa+la_sru_gadetach_seed0" in names and "p_gp+oracle_sru_seed0" in names
+    assert {"p_gp+sa+la_sru_gadetach_seed0", "p_gp+oracle_sru_seed0", "p_gp+sa+la_sru_fp32_seed0"} <= names
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")   # the stand-in epoch takes no step
@@ -187,3 +184,14 @@ def test_the_ablation_chart_draws_the_tables_interval():
     # a: mean 15, sd 5, half-width 4.302653 * 5 / sqrt(3) = 12.4207 -> [2.5793, 27.4207]; b: one seed, no bar
     assert bars[0].get_xdata() == pytest.approx([15 - 12.4207, 15 + 12.4207], abs=1e-4)
     assert np.isnan(bars[1].get_xdata()).all()
+
+
+def test_the_table_shows_convergence_and_labels_numbers_selected_on_the_test_set():
+    from attnet.reproduce import ablation_table
+    runs = pd.DataFrame({"config": ["full model"] * 2, "seed": [0, 1], "status": ["done", "done"], "error": ["", ""],
+                         "test.top1": [70.0, 80.0], "train.top1": [93.5, 88.25], "selection": ["val", "val"]})
+    table = ablation_table(runs)
+    assert table.loc[0, "last-epoch train top-1 (min)"] == "88.2"     # the lowest seed's, not the mean 90.9
+    assert "selected on the test set" not in table.attrs["note"]
+    runs["selection"] = ["test", "val"]
+    assert "1 of 2 runs chose their checkpoint on the test set" in ablation_table(runs).attrs["note"]

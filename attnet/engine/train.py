@@ -58,7 +58,7 @@ def _summary(cfg: Config) -> dict:
     """The settings that tell runs apart in a results table."""
     m = cfg.model
     return {"dataset": cfg.data.name, "backbone": m.backbone, "streams": "+".join(m.streams),
-            "fusion_layer": m.fusion_layer, "temporal": m.temporal, "ga_reg": m.ga_reg,
+            "fusion_layer": m.fusion_layer, "temporal": m.temporal, "ga_reg": m.ga_reg, "ga_detach_gp": m.ga_detach_gp,
             "segments": cfg.data.segments, "num_clips": cfg.data.num_clips, "seed": cfg.run.seed,
             "selection": _selection(cfg)}
 

@@ -152,3 +152,12 @@ def test_resume_under_another_amp(smoke_cfg, monkeypatch, first, then, precision
     assert list(pd.read_csv(f"{run}/metrics.csv")["epoch"]) == [1, 2]
     state = torch.load(f"{run}/checkpoints/last.pt", weights_only=True)
     assert state["epoch"] == 1 and ("scaler" in state) == (then == "fp16")
+
+
+def test_final_json_names_how_the_tested_checkpoint_was_chosen():
+    from attnet.config import load_config
+    from attnet.engine.train import _summary
+    assert _summary(load_config("ucf101"))["selection"] == "val"                      # held out of the training list
+    assert _summary(load_config("hmdb51", ["data.select_on_test=true"]))["selection"] == "test"
+    assert _summary(load_config("hmdb51", ["data.val_fraction=0"]))["selection"] == "last epoch"
+    assert _summary(load_config("synthetic", ["data.val_fraction=0"]))["selection"] == "val"   # its own val.txt
