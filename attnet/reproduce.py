@@ -139,6 +139,13 @@ def kernel_manager_class() -> type:
             Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
             return str(Path(jupyter_runtime_dir()) / f"attnet-{uuid.uuid4().hex[:12]}-ipc")
 
+        async def _async_interrupt_kernel(self) -> None:
+            """No SIGINT on the way out: jupyter_client interrupts before every shutdown, and a kernel
+            caught inside a message handler then logs "KeyboardInterrupt caught in kernel" (and at
+            times a traceback) to the terminal, though the notebook has finished."""
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
     return IPCKernelManager
 
 
