@@ -436,5 +436,7 @@ def main(argv: list[str] | None = None) -> None:
     note = f"`{command}` at commit {commit}: {total / 60:.1f} min in all."
     write_table(pd.DataFrame(timings), results / "tables" / f"reproduce_timings_{preset}", note=note)
     write_index(results, note)
+    from attnet.replicate import write_machine
+    write_machine(results, preset)        # what decides the digits, for comparing with another machine
     print(f"[reproduce] {len(timings)} notebooks in {total / 60:.1f} min; executed notebooks in "
           f"{results / 'notebooks'}, tables in {results / 'tables'}, figures in {results / 'figures'}")

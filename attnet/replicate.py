@@ -1,0 +1,113 @@
+"""Do two reproductions make the same calls? The ablation of one install against another's.
+
+Seeded CPU runs repeat bit for bit only on the same machine and software: another CPU, or
+the same CPU taking other kernels, gives other digits. What must carry over is the table's
+calls (better / worse / no difference by the paired interval). This compares two results
+folders made by `attnet reproduce` and writes, per configuration, both means, both paired
+differences and both calls:
+
+    python -m attnet.replicate results results/replicate --preset synthetic
+
+Each folder's machine is read from its `machine_<preset>.json` (written by reproduce).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+# What changes the kernels a CPU run takes: the library versions and the instruction sets they
+# may use (`ATEN_CPU_CAPABILITY` and `ONEDNN_MAX_CPU_ISA` cap them, as an older CPU would).
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")
+
+
+def describe_machine() -> dict:
+    """The facts that decide a CPU run's digits: CPU model, cores, library versions, kernel caps."""
+    import numpy
+    import torch
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
+                 platform.processor() or "unknown")
+    return {"cpu": model, "cores": os.cpu_count(), "machine": platform.node(), "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": numpy.__version__,
+            "aten_capability": torch.backends.cpu.get_cpu_capability(),
+            **{k.lower(): os.environ[k] for k in KERNEL_ENV if k in os.environ}}
+
+
+def _cpuinfo() -> list[str]:
+    path = Path("/proc/cpuinfo")
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def write_machine(results: str | Path, preset: str) -> Path:
+    path = Path(results) / f"machine_{preset}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(describe_machine(), indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def machine_text(info: dict) -> str:
+    caps = ", ".join(f"{k.upper()}={info[k.lower()]}" for k in KERNEL_ENV if k.lower() in info)
+    return (f"{info.get('cpu', '?')}, {info.get('cores', '?')} cores, torch {info.get('torch', '?')}, "
+            f"ATen kernels {info.get('aten_capability', '?')}" + (f", {caps}" if caps else ""))
+
+
+def load_runs_table(results: str | Path, preset: str) -> pd.DataFrame:
+    path = Path(results) / "tables" / f"ablation_runs_{preset}.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no ablation runs; make them with `attnet reproduce --preset {preset} "
+                         f"--only 03_ablation --results {results}`")
+    return pd.read_csv(path)
+
+
+def compare_calls(runs_a: pd.DataFrame, runs_b: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per configuration of A's ablation (in A's order): each side's mean with its interval, its
+    paired difference to the full model and its call, and whether the calls agree."""
+    from attnet.reproduce import ablation_table
+    a, b = ablation_table(runs_a, level=level), ablation_table(runs_b, level=level)
+    b = b.set_index("configuration")
+    rows = []
+    for _, row in a.iterrows():
+        name = row["configuration"]
+        other = b.loc[name] if name in b.index else None
+        call_b = other["call"] if other is not None else "missing"
+        rows.append({"configuration": name, "top-1 A": row["top-1"],
+                     "top-1 B": other["top-1"] if other is not None else "",
+                     "Δ A": row["Δ vs full model"], "Δ B": other["Δ vs full model"] if other is not None else "",
+                     "call A": row["call"], "call B": call_b,
+                     "same call": "yes" if row["call"] == call_b else "NO"})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m attnet.replicate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", help="results folder of reproduction A (the committed one: results)")
+    parser.add_argument("b", help="results folder of reproduction B")
+    parser.add_argument("--preset", default="synthetic")
+    parser.add_argument("--out", default=None, help="table stem (default: <a>/tables/replication_<preset>)")
+    args = parser.parse_args(argv)
+    from attnet.reproduce import write_table
+    table = compare_calls(load_runs_table(args.a, args.preset), load_runs_table(args.b, args.preset))
+    machines = []
+    for label, folder in (("A", args.a), ("B", args.b)):
+        path = Path(folder) / f"machine_{args.preset}.json"
+        info = json.loads(path.read_text()) if path.is_file() else {}
+        machines.append(f"{label} = `{folder}`: {machine_text(info) if info else 'machine not recorded'}.")
+    same = (table["same call"] == "yes").sum()
+    note = (f"{same} of {len(table)} calls agree. " + " ".join(machines) +
+            " Calls: the paired 95 % t-interval of each configuration minus the full model, seed by seed; "
+            "better / worse only where it excludes 0. Made by "
+            f"`python -m attnet.replicate {args.a} {args.b} --preset {args.preset}`.")
+    out = Path(args.out) if args.out else Path(args.a) / "tables" / f"replication_{args.preset}"
+    write_table(table, out, note=note)
+    print(f"{same}/{len(table)} calls agree; wrote {out}.md")
+
+
+if __name__ == "__main__":
+    main()

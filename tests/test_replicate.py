@@ -1,0 +1,52 @@
+"""Two reproductions compared call by call (attnet.replicate), on hand-made runs."""
+import json
+
+import pandas as pd
+import pytest
+
+from attnet import replicate
+
+
+def runs(gp, full, la):
+    return pd.DataFrame({"config": ["GP only"] * 3 + ["full model"] * 3 + ["LA only"] * 3, "seed": [0, 1, 2] * 3,
+                         "status": ["done"] * 9, "error": [""] * 9, "test.top1": gp + full + la,
+                         "test.num_videos": [640] * 9})
+
+
+def test_calls_are_compared_row_by_row_and_a_flip_is_flagged():
+    # A: GP - full = -4, -5, -6 -> [-7.5, -2.5] worse; LA - full = +1, -1, 0 -> no difference.
+    a = runs([50, 60, 55], [54, 65, 61], [55, 64, 61])
+    # B: other digits, GP - full = -3, -5, -7 -> mean -5, sd 2, half-width 4.97 -> [-10.0, -0.0]: still worse;
+    # LA - full = +6, +5, +7 -> [+3.5, +8.5]: better, a flipped call.
+    b = runs([51, 60, 54], [54, 65, 61], [60, 70, 68])
+    table = replicate.compare_calls(a, b).set_index("configuration")
+    assert list(table.index) == ["GP only", "full model", "LA only"]
+    assert table.loc["GP only", "Δ A"] == "-5.0 [-7.5, -2.5]" and table.loc["GP only", "call B"] == "worse"
+    assert table.loc["GP only", "same call"] == "yes" and table.loc["full model", "same call"] == "yes"
+    assert table.loc["LA only", "call A"] == "no difference" and table.loc["LA only", "call B"] == "better"
+    assert table.loc["LA only", "same call"] == "NO"
+
+
+def test_a_configuration_missing_on_one_side_does_not_agree():
+    a = runs([50, 60, 55], [54, 65, 61], [55, 64, 61])
+    b = a[a["config"] != "LA only"]
+    table = replicate.compare_calls(a, b).set_index("configuration")
+    assert table.loc["LA only", "call B"] == "missing" and table.loc["LA only", "same call"] == "NO"
+
+
+def test_the_command_writes_the_table_with_both_machines(tmp_path, monkeypatch):
+    for name, frame in (("a", runs([50, 60, 55], [54, 65, 61], [55, 64, 61])),
+                        ("b", runs([51, 60, 54], [54, 65, 61], [56, 64, 60]))):
+        (tmp_path / name / "tables").mkdir(parents=True)
+        frame.to_csv(tmp_path / name / "tables" / "ablation_runs_synthetic.csv", index=False)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    replicate.write_machine(tmp_path / "b", "synthetic")
+    assert json.loads((tmp_path / "b" / "machine_synthetic.json").read_text())["aten_cpu_capability"] == "avx2"
+    replicate.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    text = (tmp_path / "a" / "tables" / "replication_synthetic.md").read_text()
+    assert "3 of 3 calls agree" in text and "machine not recorded" in text and "ATEN_CPU_CAPABILITY=avx2" in text
+
+
+def test_a_folder_without_runs_is_one_clear_line(tmp_path):
+    with pytest.raises(SystemExit, match="ablation_runs_synthetic.csv: no ablation runs; make them with"):
+        replicate.load_runs_table(tmp_path, "synthetic")
