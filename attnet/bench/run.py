@@ -123,8 +123,8 @@ def table(prof: Profile) -> list[str]:
         claimed = sum(s[c] for c in KINDS)
         cells = [s["total"]] + [s[c] for c in KINDS] + [s["total"] - claimed]
         if phase == "fit":              # the phases' own rows are inside fit: the rest is fit's own work
-            claimed = sum(prof.seconds[p]["total"] for p in prof.order if p != "fit")
-            cells = [s["total"]] + [""] * len(KINDS) + [s["total"] - claimed]
+            claimed = sum(prof.seconds[p]["total"] for p in prof.order if p != "fit") + s["write"]
+            cells = [s["total"]] + [""] * (len(KINDS) - 1) + [s["write"], s["total"] - claimed]
         lines.append(f"{phase:16s}" + "".join(f"{c:14.2f}" if c != "" else f"{'':>14s}" for c in cells))
     return lines
 
