@@ -116,7 +116,7 @@ def project_root() -> Path:
 def kernel_manager_class() -> type:
     """Kernels talking over Unix sockets (IPC) where the OS has them: they never leave the machine,
     and ipykernel has no plain-TCP warning to print into the terminal or into the notebooks
-    that a notebook runs (03 runs 02 once per ablation run)."""
+    that a notebook runs."""
     import uuid
 
     from jupyter_client.manager import AsyncKernelManager
