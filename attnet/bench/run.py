@@ -97,6 +97,7 @@ def profile_fit(preset: str, overrides: list[str], out_dir: Path) -> tuple[Profi
 
     prof = Profile()
     prof.wrap(datasets.ClipDataset, "_read", "decode")
+    prof.wrap(datasets, "cached_frames", "decode")                 # the decoded cache: made once, then mapped
     prof.wrap(datasets.ClipDataset, "__getitem__", "transform")   # what is left of an item once decoded
     prof.wrap(glka.GLKANet, "forward", "forward")
     prof.wrap(runtime, "backward_step", "backward+opt")
