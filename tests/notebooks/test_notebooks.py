@@ -37,6 +37,10 @@ def test_ablation_reports_a_failure_beside_a_result(workspace):
     assert table.loc["GP only", "status"] == "done" and table.loc["GP only", "seeds"] == "1/1"
     assert table.loc["broken", "status"].startswith("failed: ConfigError") and "model.streams" in table.loc["broken", "status"]
     assert table.loc["broken", "top-1"] == ""
+    logs = f"{workspace['results_dir']}/logs/ablation"     # each run's output, in place of an executed notebook
+    assert "test top1" in open(f"{logs}/synthetic-smoke_gp_sru_seed2.log").read()
+    assert "Traceback" in open(f"{logs}/synthetic-smoke_xx_sru_seed2.log").read()
+    assert not os.path.exists(f"{workspace['results_dir']}/notebooks")
 
 def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(workspace, tmp_path):
     import nbformat
