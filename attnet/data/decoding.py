@@ -134,6 +134,10 @@ def cached_frames(path: Path, decode: Callable[[], torch.Tensor]) -> np.ndarray:
     from attnet.engine.record import atomic_path    # here: the engine imports this package
     if not path.is_file():
         frames = decode().numpy()
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, frames)
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, frames)
+        except OSError as err:
+            raise DataError(f"{path}: cannot write the decoded cache ({err.strerror or err}); make "
+                            f"{path.parent} writable and free disk space, or set data.cache=false") from None
     return np.load(path, mmap_mode="r")

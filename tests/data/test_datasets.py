@@ -265,3 +265,11 @@ def test_a_rewritten_video_is_decoded_again(video_root):
     write_mp4(path, index_video(12))                                     # another length
     fresh = build_dataset("list", video_root, subset="test", **kwargs)
     assert torch.equal(cached[0][0], fresh[0][0]) and [decoded_index(f) for f in cached[0][0]] == [2, 6, 10]
+
+
+def test_an_unwritable_cache_is_one_line_naming_the_file(video_root):
+    (video_root / ".decoded").write_text("a file where the cache directory should be")
+    cached = build_dataset("list", video_root, subset="test", segments=3, size=32, cache=True)
+    with pytest.raises(DataError, match=r"\.decoded/videos/a\.mp4\.[0-9a-f]{16}\.npy: cannot write the decoded cache "
+                                        r".*or set data\.cache=false"):
+        cached[0]
