@@ -192,7 +192,9 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     The runs go through a pool of `jobs` worker processes started once (no interpreter, imports
     or Jupyter kernel per run), each with cores // jobs torch threads: on 2 CPU cores two 1-thread
     runs finish sooner than one 2-thread run after another (small convs scale poorly over
-    threads; `python -m attnet.bench model --threads 1` prints it)."""
+    threads; `python -m attnet.bench model --threads 1` prints it). The workers are spawned, so
+    they import the caller's main module: a script calls run_ablation under
+    `if __name__ == "__main__":` (notebooks need nothing)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     check_ablations(configs)
