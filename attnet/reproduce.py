@@ -167,15 +167,15 @@ def _pool_threads(threads: int) -> None:
 
 def _train_logged(log: Path, *args, **kwargs) -> tuple[Path | None, float, str]:
     """experiments.train_config in a pool worker: (run directory or None, seconds, one-line error
-    or ""). Its output (epoch lines, warnings, a failure's traceback) goes to `log`, not to the
-    terminal of `attnet reproduce`."""
+    or ""). Its output (epoch lines, warnings, a failure's traceback) is appended to `log`, not
+    written to the terminal of `attnet reproduce`."""
     import contextlib
     import traceback
 
     from attnet.experiments import train_config
     log.parent.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
-    with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+    with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             return train_config(*args, **kwargs)[0], time.perf_counter() - tic, ""
         except Exception as err:
@@ -197,43 +197,57 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     `if __name__ == "__main__":` (notebooks need nothing)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
     check_ablations(configs)
     jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     tasks = [(config, spec, seed) for config, spec in configs.items() for seed in seeds]
     report_progress({"event": "start", "total": len(tasks)})
     rows: list[dict | None] = [None] * len(tasks)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_pool_threads, initargs=(threads,)) as pool:
-        futures = {}
-        for i, (config, spec, seed) in enumerate(tasks):
-            name = ablation_run_name(preset, spec, seed)
-            log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
-            future = pool.submit(_train_logged, log, preset, spec, seed, results_dir=results_dir, resume=resume,
-                                 data_root=data_root, epochs=epochs, threads=threads if jobs > 1 else None,
-                                 run_name=name)
-            futures[future] = i
-        for future in as_completed(futures):
-            i = futures[future]
-            config, spec, seed = tasks[i]
-            row = {"config": config, "seed": seed, "run": ablation_run_name(preset, spec, seed), "status": "done",
-                   "error": ""}
-            try:
-                run_dir, row["seconds"], error = future.result()
-            except Exception as err:          # a worker lost (BrokenProcessPool)
-                run_dir, error = None, _last_line(err)
-            if error:
-                row |= {"status": "failed", "error": error}
-            else:
-                final = json.loads((run_dir / "final.json").read_text())
-                row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
-                row["selection"] = final["config"].get("selection", "val")
-                row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence
-            result = f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]
-            print(f"  {config:28s} seed {seed}: {row['status']} {result}", flush=True)
-            report_progress({"event": "run", "run": f"{config}, seed {seed}", "status": row["status"], "result": result})
-            rows[i] = row
+    pending, tries = list(range(len(tasks))), [0] * len(tasks)
+    while pending:          # a worker killed (OOM, signal) breaks its pool: its runs go again once, resuming
+        lost = []
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_pool_threads, initargs=(threads,)) as pool:
+            futures = {}
+            for i in pending:
+                config, spec, seed = tasks[i]
+                name = ablation_run_name(preset, spec, seed)
+                log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
+                futures[pool.submit(_train_logged, log, preset, spec, seed, results_dir=results_dir,
+                                    resume=resume or tries[i] > 0, data_root=data_root, epochs=epochs,
+                                    threads=threads if jobs > 1 else None, run_name=name)] = i
+                tries[i] += 1
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    run_dir, seconds, error = future.result()
+                except BrokenProcessPool as err:
+                    if tries[i] < 2:
+                        lost.append(i)
+                        continue
+                    run_dir, seconds, error = None, float("nan"), _last_line(err)
+                rows[i] = _ablation_row(tasks[i], preset, run_dir, seconds, error)
+        pending = sorted(lost)
     return pd.DataFrame(rows)
+
+
+def _ablation_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str) -> dict:
+    """One run's row (its test metrics, or its error), printed and reported as it comes."""
+    config, spec, seed = task
+    row = {"config": config, "seed": seed, "run": ablation_run_name(preset, spec, seed), "status": "done",
+           "error": "", "seconds": seconds}
+    if error:
+        row |= {"status": "failed", "error": error}
+    else:
+        final = json.loads((run_dir / "final.json").read_text())
+        row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
+        row["selection"] = final["config"].get("selection", "val")
+        row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence
+    result = f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]
+    print(f"  {config:28s} seed {seed}: {row['status']} {result}", flush=True)
+    report_progress({"event": "run", "run": f"{config}, seed {seed}", "status": row["status"], "result": result})
+    return row
 
 
 def report_progress(event: dict) -> None:
