@@ -51,7 +51,7 @@ class DataConfig:
     frame_template: str = "img_{:05d}.jpg"
     frame_start: int = 1
     on_bad_video: str = "error"         # error | skip
-    cache: bool = False                 # keep decoded videos in memory after the first epoch (needs workers=0)
+    cache: bool = False                 # decode each video once into <root>/.decoded/ (.npy, memory-mapped after)
     val_fraction: float = 0.1           # UCF101 / HMDB51: validation held out of the training list (0: none, test the last epoch)
     select_on_test: bool = False        # UCF101 / HMDB51: the authors' protocol, best epoch chosen on the test list
     synthetic: dict = field(default_factory=dict)   # generator arguments (attnet.data.synthetic.generate)

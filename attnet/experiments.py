@@ -1,4 +1,4 @@
-"""What notebooks 04 (attention) and 06 (transfer) compute, as functions, so that a notebook cell
+"""What notebooks 02 (one run), 04 (attention) and 06 (transfer) compute, as functions, so that a notebook cell
 is a call and a picture, and the computation is tested like the rest of the package.
 """
 from __future__ import annotations
@@ -26,6 +26,29 @@ def run_overrides(results_dir: str, resume: bool = True, data_root: str | None =
     """The overrides every notebook passes: its run registry, resume or start afresh, the data root."""
     out = [f"run.out_dir={results_dir}/runs", f"run.resume={resume}", f"run.overwrite={not resume}"]
     return out + ([f"data.root={data_root}"] if data_root else [])
+
+
+SPEC_DEFAULTS = {"streams": ["gp", "sa", "la"], "fusion_layer": True, "ga_reg": True, "ga_detach_gp": False,
+                 "temporal": "sru", "amp": None}    # an ablation spec's unset keys (amp None: the preset's)
+
+
+def train_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "results/smoke", resume: bool = True,
+                 data_root: str | None = None, epochs: int | None = None, threads: int | None = None,
+                 device: str = "auto", run_name: str | None = None) -> tuple[Path, dict]:
+    """Train and test one configuration (an ablation spec: model streams, fusion layer, GA, temporal
+    model, precision) with one seed; (run directory, its final.json). What notebook 02 runs, and
+    what every ablation run calls in a worker of run_ablation's pool."""
+    spec = SPEC_DEFAULTS | spec
+    overrides = run_overrides(results_dir, resume, data_root) + [
+        f"model.streams={json.dumps(spec['streams'])}", f"model.fusion_layer={spec['fusion_layer']}",
+        f"model.ga_reg={spec['ga_reg']}", f"model.ga_detach_gp={spec['ga_detach_gp']}",
+        f"model.temporal={spec['temporal']}", f"run.seed={seed}", f"run.device={device}"]
+    overrides += [f"optim.epochs={epochs}"] if epochs else []
+    overrides += [f"optim.amp={spec['amp']}"] if spec["amp"] else []
+    overrides += [f"run.name={run_name}"] if run_name else []
+    overrides += [f"run.threads={threads}"] if threads else []
+    run_dir = fit(load_config(preset, overrides))
+    return run_dir, json.loads((run_dir / "final.json").read_text())
 
 
 @dataclass

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -117,7 +116,7 @@ def project_root() -> Path:
 def kernel_manager_class() -> type:
     """Kernels talking over Unix sockets (IPC) where the OS has them: they never leave the machine,
     and ipykernel has no plain-TCP warning to print into the terminal or into the notebooks
-    that a notebook runs (03 runs 02 once per ablation run)."""
+    that a notebook runs."""
     import uuid
 
     from jupyter_client.manager import AsyncKernelManager
@@ -160,45 +159,95 @@ def execute(name: str, output: Path, parameters: dict, cwd: Path | None = None) 
                                cwd=str(cwd or project_root()), kernel_manager_class=kernel_manager_class())
 
 
+def _pool_threads(threads: int) -> None:
+    """Worker initializer: this worker's share of the CPU cores."""
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _train_logged(log: Path, *args, **kwargs) -> tuple[Path | None, float, str]:
+    """experiments.train_config in a pool worker: (run directory or None, seconds, one-line error
+    or ""). Its output (epoch lines, warnings, a failure's traceback) is appended to `log`, not
+    written to the terminal of `attnet reproduce`."""
+    import contextlib
+    import traceback
+
+    from attnet.experiments import train_config
+    log.parent.mkdir(parents=True, exist_ok=True)
+    tic = time.perf_counter()
+    with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            return train_config(*args, **kwargs)[0], time.perf_counter() - tic, ""
+        except Exception as err:
+            traceback.print_exc()
+            return None, time.perf_counter() - tic, _last_line(err)
+
+
 def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | None, results_dir: str,
                  resume: bool = True, epochs: int | None = None, jobs: int = 1) -> pd.DataFrame:
-    """Train every configuration x seed through 02_train_eval; a failure is recorded (with its
-    error) and the others go on. One row per run, with its test metrics, in table order.
+    """Train every configuration x seed with `attnet.experiments.train_config` (what notebook 02
+    runs); a failure is recorded (with its one-line error) and the others go on. One row per run,
+    with its test metrics, in table order. Each run's output goes to results_dir/logs/ablation/.
 
-    jobs > 1 trains that many runs at once, each with cores // jobs torch threads: on 2 CPU
-    cores two 1-thread runs finish sooner than one 2-thread run after another (small convs
-    scale poorly over threads; `python -m attnet.bench model --threads 1` prints it)."""
+    The runs go through a pool of `jobs` worker processes started once (no interpreter, imports
+    or Jupyter kernel per run), each with cores // jobs torch threads: on 2 CPU cores two 1-thread
+    runs finish sooner than one 2-thread run after another (small convs scale poorly over
+    threads; `python -m attnet.bench model --threads 1` prints it). The workers are spawned, so
+    they import the caller's main module: a script calls run_ablation under
+    `if __name__ == "__main__":` (notebooks need nothing)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
     check_ablations(configs)
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    jobs = max(1, jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     tasks = [(config, spec, seed) for config, spec in configs.items() for seed in seeds]
     report_progress({"event": "start", "total": len(tasks)})
-
-    def train(task) -> dict:
-        config, spec, seed = task
-        name = ablation_run_name(preset, spec, seed)
-        params = {"preset": preset, "data_root": data_root, "results_dir": results_dir, "seed": seed,
-                  "resume": resume, "epochs": epochs, "make_figures": False, "threads": threads, "run_name": name,
-                  **spec}
-        row = {"config": config, "seed": seed, "run": name, "status": "done", "error": ""}
-        tic = time.perf_counter()
-        try:
-            execute("02_train_eval", Path(results_dir) / "notebooks" / "ablation" / f"{name}.ipynb", params)
-            run_dir = Path(results_dir) / "runs" / name
-            final = json.loads((run_dir / "final.json").read_text())
-            row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
-            row["selection"] = final["config"].get("selection", "val")
-            row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence
-        except Exception as err:          # papermill re-raises the notebook's error: record it
-            row |= {"status": "failed", "error": _last_line(err)}
-        row["seconds"] = time.perf_counter() - tic
-        result = f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]
-        print(f"  {config:28s} seed {seed}: {row['status']} {result}", flush=True)
-        report_progress({"event": "run", "run": f"{config}, seed {seed}", "status": row["status"], "result": result})
-        return row
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:   # each run is its own kernel process
-        rows = list(pool.map(train, tasks))
+    rows: list[dict | None] = [None] * len(tasks)
+    pending, tries = list(range(len(tasks))), [0] * len(tasks)
+    while pending:          # a worker killed (OOM, signal) breaks its pool: its runs go again once, resuming
+        lost = []
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_pool_threads, initargs=(threads,)) as pool:
+            futures = {}
+            for i in pending:
+                config, spec, seed = tasks[i]
+                name = ablation_run_name(preset, spec, seed)
+                log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
+                futures[pool.submit(_train_logged, log, preset, spec, seed, results_dir=results_dir,
+                                    resume=resume or tries[i] > 0, data_root=data_root, epochs=epochs,
+                                    threads=threads if jobs > 1 else None, run_name=name)] = i
+                tries[i] += 1
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    run_dir, seconds, error = future.result()
+                except BrokenProcessPool as err:
+                    if tries[i] < 2:
+                        lost.append(i)
+                        continue
+                    run_dir, seconds, error = None, float("nan"), _last_line(err)
+                rows[i] = _ablation_row(tasks[i], preset, run_dir, seconds, error)
+        pending = sorted(lost)
     return pd.DataFrame(rows)
+
+
+def _ablation_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str) -> dict:
+    """One run's row (its test metrics, or its error), printed and reported as it comes."""
+    config, spec, seed = task
+    row = {"config": config, "seed": seed, "run": ablation_run_name(preset, spec, seed), "status": "done",
+           "error": "", "seconds": seconds}
+    if error:
+        row |= {"status": "failed", "error": error}
+    else:
+        final = json.loads((run_dir / "final.json").read_text())
+        row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
+        row["selection"] = final["config"].get("selection", "val")
+        row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence
+    result = f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]
+    print(f"  {config:28s} seed {seed}: {row['status']} {result}", flush=True)
+    report_progress({"event": "run", "run": f"{config}, seed {seed}", "status": row["status"], "result": result})
+    return row
 
 
 def report_progress(event: dict) -> None:
@@ -268,7 +317,7 @@ def default_jobs() -> int:
 
 def _last_line(err: Exception) -> str:
     evalue = getattr(err, "evalue", None)
-    text = f"{getattr(err, 'ename', type(err).__name__)}: {evalue}" if evalue else str(err)
+    text = f"{getattr(err, 'ename', type(err).__name__)}: {evalue or err}"
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(err).__name__
 

@@ -8,9 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from . import lists, synthetic
-from .decoding import decode_frames, folder_num_frames, frame_count, open_video, read_frames, video_num_frames
+from .decoding import (cache_file, cached_frames, decode_frames, folder_num_frames, frame_count, open_video,
+                       read_frames, video_num_frames)
 from .lists import DataError, VideoRecord
 from .sampling import eval_indices, train_indices
 from .transforms import eval_transform, train_transform
@@ -43,7 +45,7 @@ class ClipDataset(Dataset):
                  num_clips: int = 1, size: int = 224, resize: int | None = None,
                  frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
                  on_bad_video: str = "error", normalize: bool = True, hflip: bool = True,
-                 cache: bool = False, boxes_root: str | Path | None = None) -> None:
+                 cache: str | Path | None = None, boxes_root: str | Path | None = None) -> None:
         if boxes_root is not None and three_crop and not train:
             raise ValueError("actor boxes with three-crop testing are not supported: set three_crop=False")
         if on_bad_video not in ("error", "skip"):
@@ -61,10 +63,11 @@ class ClipDataset(Dataset):
         self.transform = train_transform(size, resize, normalize, hflip) if train else \
             eval_transform(size, resize, normalize, self.three_crop)
         self._lengths: dict[int, int] = {}
-        # cache=True: every frame of a video is decoded on its first read and kept (uint8), so
-        # later epochs only sample and transform. For small datasets read by the main process
-        # (workers=0): the synthetic preset's 600 training videos take 360 MB.
-        self._frames: dict[int, torch.Tensor] | None = {} if cache else None
+        # cache (a directory, build_dataset's <root>/.decoded): every frame of a video is decoded
+        # once, resized, into a .npy file there that every later read, run and process maps.
+        # With actor boxes the frames are stored as decoded (the boxes take the same resize).
+        self.cache = None if cache is None else Path(cache)
+        self._resize = resize
         self.missing: list[str] = []     # listed but absent clips (Kinetics), left out of `records`
         # Bad-video counts in shared memory: DataLoader workers (fork, spawn or forkserver) add to
         # the same storage, so the trainer can report an epoch's skips after the workers are gone.
@@ -115,6 +118,17 @@ class ClipDataset(Dataset):
         indices = pick(frame_count(decoder, record.path))
         return read_frames(decoder, record.path, indices.flatten()), indices
 
+    def _decoded(self, index: int) -> np.ndarray:
+        """Every frame of item `index`, uint8 [F, 3, H, W], from the decoded cache (made on first use)."""
+        record = self.records[index]
+        resize = None if self.boxes_root is not None else self._resize
+        settings = f"resize={resize} template={self.frame_template} start={self.frame_start}"
+
+        def decode() -> torch.Tensor:
+            frames, _ = self._read(index, torch.arange)
+            return frames if resize is None else v2.functional.resize(frames, resize, antialias=True)
+        return cached_frames(cache_file(self.cache, record.path, settings), decode)
+
     def _boxes(self, index: int, indices: torch.Tensor, canvas: tuple[int, int]) -> list[tv_tensors.BoundingBoxes]:
         """The actor boxes of the sampled frames, one BoundingBoxes [T, 4] per clip."""
         path = self.records[index].path
@@ -126,14 +140,12 @@ class ClipDataset(Dataset):
         return [tv_tensors.BoundingBoxes(b, format="XYXY", canvas_size=canvas) for b in picked]
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self._frames is None:
+        if self.cache is None:
             frames, indices = self._read(index, self._indices)
         else:                               # the same indices and frames as the uncached read
-            if index not in self._frames:
-                self._frames[index], _ = self._read(index, torch.arange)
-            video = self._frames[index]
+            video = self._decoded(index)
             indices = self._indices(len(video))
-            frames = video[indices.flatten()]
+            frames = torch.from_numpy(video[indices.flatten().numpy()])
         clips = frames.view(len(indices), self.segments, *frames.shape[1:])
         boxes = None
         if self.boxes_root is None:
@@ -181,7 +193,7 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
     DataError). select_on_test=True is the authors' protocol: "val" is the test list and
     "train" the whole training list.
     hflip=False turns off the training flip (the synthetic classes include left vs right).
-    cache=True keeps each decoded video in memory after its first read (small datasets, workers=0).
+    cache=True decodes each video once into root/.decoded/ (all frames, uint8, resized), read memory-mapped after.
     boxes=True adds each frame's ground-truth actor box to the items (root/boxes/, as the synthetic dataset has).
     """
     if name not in DATASETS:
@@ -219,7 +231,8 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
     if not records:
         raise DataError(f"{root}: no videos for {name} split {split} subset {subset!r}; see `attnet data check`")
     dataset = ClipDataset(records, classes, subset == "train", segments, num_clips, size, resize,
-                          frame_template, frame_start, three_crop, on_bad_video, normalize, hflip, cache,
+                          frame_template, frame_start, three_crop, on_bad_video, normalize, hflip,
+                          root / ".decoded" if cache else None,
                           boxes_root=root if boxes else None)
     dataset.missing = missing
     return dataset

@@ -1,9 +1,13 @@
-"""Frame decoding: only the sampled frames, from video files or frame folders."""
+"""Frame decoding: only the sampled frames, from video files or frame folders; and the decoded
+cache, every frame of a video decoded once into a .npy file that all runs and processes map."""
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 import torchvision.io
 
@@ -104,3 +108,36 @@ def decode_frames(folder: Path, indices: torch.Tensor, template: str, start: int
                                 "check frame_template, frame_start and the frame count in the list") from None
         out.append(cache[k])
     return torch.stack(out)
+
+
+CACHE_FORMAT = 1     # bump when what a cache file holds changes: every older file is then re-decoded
+
+
+def cache_file(cache_dir: Path, source: Path, settings: str) -> Path:
+    """Where the decoded frames of `source` live: named after its path under cache_dir's parent
+    (the dataset root), keyed by its size, its mtime and the decode `settings`, so a rewritten
+    video or other settings never read an older file."""
+    stat = source.stat()
+    key = hashlib.sha1(f"{CACHE_FORMAT}|{stat.st_size}|{stat.st_mtime_ns}|{settings}".encode()).hexdigest()[:16]
+    try:
+        name = source.resolve().relative_to(cache_dir.parent.resolve())
+    except ValueError:                      # a listed path outside the root
+        name = Path(hashlib.sha1(str(source.resolve()).encode()).hexdigest())
+    return cache_dir / f"{name}.{key}.npy"
+
+
+def cached_frames(path: Path, decode: Callable[[], torch.Tensor]) -> np.ndarray:
+    """The uint8 frames stored at `path`, memory-mapped read-only; on the first call, decode()
+    is written there atomically (processes racing on one video each write a file of their own
+    and rename it over, with the same content). Files of older keys stay until .decoded/ is
+    deleted: two settings in use at once (with and without actor boxes) must not evict each other."""
+    from attnet.engine.record import atomic_path    # here: the engine imports this package
+    if not path.is_file():
+        frames = decode().numpy()
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, frames)
+        except OSError as err:
+            raise DataError(f"{path}: cannot write the decoded cache ({err.strerror or err}); make "
+                            f"{path.parent} writable and free disk space, or set data.cache=false") from None
+    return np.load(path, mmap_mode="r")

@@ -1,6 +1,8 @@
 """Decoding the sampled frames, transforms, multi-clip items, bad videos, the loader."""
+import os
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -219,3 +221,55 @@ def test_frames_past_the_real_end_read_the_last_real_frame(tmp_path, cache):
             clip, _ = train[0]
         assert [decoded_index(f) for f in clip] == expected
 
+
+
+def textured_video(num_frames: int, height: int = 48, width: int = 64) -> torch.Tensor:
+    """uint8 [F, 3, H, W] noise: a resize of it changes every pixel, unlike a flat grey frame."""
+    return torch.randint(0, 256, (num_frames, 3, height, width), generator=torch.Generator().manual_seed(0),
+                         dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("subset", ["train", "test"])
+def test_decoded_cache_gives_the_uncached_frames_and_is_shared_on_disk(tmp_path, subset, monkeypatch):
+    from attnet.data import datasets
+    write_mp4(tmp_path / "videos" / "t.mp4", textured_video(40))
+    write_text(tmp_path / f"{subset}.txt", ["videos/t.mp4 0"])
+    kwargs = dict(segments=5, num_clips=2, size=32, resize=40, normalize=False)   # 48x64 -> 40x53, then crops
+    plain = build_dataset("list", tmp_path, subset=subset, **kwargs)
+    cached = build_dataset("list", tmp_path, subset=subset, cache=True, **kwargs)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        want, _ = plain[0]
+        torch.manual_seed(seed)
+        got, _ = cached[0]
+        assert torch.equal(got, want)
+    files = list((tmp_path / ".decoded" / "videos").glob("t.mp4.*.npy"))
+    assert len(files) == 1 and np.load(files[0], mmap_mode="r").shape == (40, 3, 40, 53)   # every frame, resized
+    monkeypatch.setattr(datasets, "open_video", lambda path: pytest.fail(f"{path} decoded again"))
+    other = build_dataset("list", tmp_path, subset=subset, cache=True, **kwargs)      # another run or process
+    torch.manual_seed(0)
+    again, _ = other[0]
+    torch.manual_seed(0)
+    assert torch.equal(again, cached[0][0])
+
+
+def test_a_rewritten_video_is_decoded_again(video_root):
+    path = video_root / "videos" / "a.mp4"
+    kwargs = dict(segments=3, size=32, resize=48, normalize=False)
+    cached = build_dataset("list", video_root, subset="test", cache=True, **kwargs)
+    assert [decoded_index(f) for f in cached[0][0]] == [5, 15, 25]       # floor((i + 0.5) * 30 / 3)
+    before = path.stat().st_mtime_ns
+    write_mp4(path, index_video(30).flip(0))                             # same length, frames reversed
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+    assert [decoded_index(f) for f in cached[0][0]] == [24, 14, 4]
+    write_mp4(path, index_video(12))                                     # another length
+    fresh = build_dataset("list", video_root, subset="test", **kwargs)
+    assert torch.equal(cached[0][0], fresh[0][0]) and [decoded_index(f) for f in cached[0][0]] == [2, 6, 10]
+
+
+def test_an_unwritable_cache_is_one_line_naming_the_file(video_root):
+    (video_root / ".decoded").write_text("a file where the cache directory should be")
+    cached = build_dataset("list", video_root, subset="test", segments=3, size=32, cache=True)
+    with pytest.raises(DataError, match=r"\.decoded/videos/a\.mp4\.[0-9a-f]{16}\.npy: cannot write the decoded cache "
+                                        r".*or set data\.cache=false"):
+        cached[0]

@@ -38,7 +38,7 @@ def test_every_figure_is_inline_and_saved(workspace, tmp_path, name, params, fig
 
 @pytest.mark.parametrize("name", ["03_ablation", "06_transfer"])
 def test_executed_notebooks_carry_no_kernel_warnings(workspace, tmp_path, name):
-    """03 runs 02 in kernels of its own, whose log once landed in 03's cells; 06 trains three runs."""
+    """03 once ran 02 in kernels of its own, whose log landed in 03's cells; 06 trains three runs."""
     out = tmp_path / f"{name}.ipynb"
     execute(name, out, {**workspace, "configs": ["GP only"], "epochs": 1})
     text = "".join("".join(o.get("text", "")) for o in outputs(out) if o.get("name") == "stderr")

@@ -37,6 +37,22 @@ def test_ablation_reports_a_failure_beside_a_result(workspace):
     assert table.loc["GP only", "status"] == "done" and table.loc["GP only", "seeds"] == "1/1"
     assert table.loc["broken", "status"].startswith("failed: ConfigError") and "model.streams" in table.loc["broken", "status"]
     assert table.loc["broken", "top-1"] == ""
+    logs = f"{workspace['results_dir']}/logs/ablation"     # each run's output, in place of an executed notebook
+    assert "test top1" in open(f"{logs}/synthetic-smoke_gp_sru_seed2.log").read()
+    assert "Traceback" in open(f"{logs}/synthetic-smoke_xx_sru_seed2.log").read()
+    assert not os.path.exists(f"{workspace['results_dir']}/notebooks")
+
+def test_ablation_runs_of_a_killed_worker_go_again_and_resume(workspace, monkeypatch):
+    from attnet.engine import record
+    monkeypatch.setenv(record.CRASH_ENV, "after_checkpoint:1")       # every worker dies after its first epoch
+    results = workspace["results_dir"] + "-killed"
+    runs = run_ablation({"GP only": {"streams": ["gp"]}, "LA only": {"streams": ["la"], "fusion_layer": False}}, [0],
+                        workspace["preset"], workspace["data_root"], results, resume=False, epochs=2, jobs=2)
+    assert runs["status"].tolist() == ["done", "done"], runs["error"].tolist()
+    for name in ("synthetic-smoke_gp_sru_seed0", "synthetic-smoke_la_sru_nofusion_seed0"):
+        assert pd.read_csv(f"{results}/runs/{name}/metrics.csv")["epoch"].tolist() == [1, 2]
+        assert "resuming" in open(f"{results}/logs/ablation/{name}.log").read()   # from epoch 1's checkpoint
+
 
 def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(workspace, tmp_path):
     import nbformat
