@@ -98,11 +98,13 @@ def pretrain_coverage(preset: str, out_file: str | Path, data_root: str | None =
     return the pretraining's own result: the training loss of the first and last epoch and, on
     the VALIDATION split, the mass in the box and the pointing game of the predicted coverage
     map (normalized), beside uniform attention. A finished pretraining (out_file and its .json)
-    is reused when `resume`."""
+    of the same epochs and seed is reused when `resume`."""
     out_file = Path(out_file)
     report_file = out_file.with_suffix(".json")
     if resume and out_file.is_file() and report_file.is_file():
-        return json.loads(report_file.read_text())
+        report = json.loads(report_file.read_text())
+        if (report["epochs"], report["seed"]) == (epochs, seed):
+            return report
     # the oracle's configuration: dataset items carry the actor boxes of the sampled frames
     cfg = load_config(preset, ["model.streams=[gp,oracle]"] + ([f"data.root={data_root}"] if data_root else []))
     rt = runtime.start(device, "off", None, seed)
@@ -196,9 +198,11 @@ class CausesResult:
 
 
 def run_causes(seeds, preset: str, results_dir: str, data_root: str | None = None, causes=tuple(CAUSES),
-               resume: bool = True, epochs: int | None = None, jobs: int = 1, pretrain_epochs: int = 4,
+               resume: bool = True, epochs: int | None = None, jobs: int = 1, pretrain_epochs: int | None = None,
                max_videos: int | None = None, device: str = "auto") -> CausesResult:
-    """The reference and every cause in `causes` over `seeds`; then localization of every finished run."""
+    """The reference and every cause in `causes` over `seeds` (epochs: the preset's unless given;
+    the pretraining takes as many unless pretrain_epochs is given); then localization of every
+    finished run on its test set (max_videos: all unless given)."""
     unknown = [c for c in causes if c not in CAUSES]
     if unknown:
         raise ValueError(f"causes: unknown experiment(s) {', '.join(map(repr, unknown))}; choose from "
@@ -212,7 +216,8 @@ def run_causes(seeds, preset: str, results_dir: str, data_root: str | None = Non
     pretraining = None
     if "object-aware features" in causes:
         pretraining = pretrain_coverage(preset, Path(results_dir) / "pretrained" / f"{cfg.preset}-coverage.pth",
-                                        data_root, epochs=pretrain_epochs, resume=resume, device=device)
+                                        data_root, epochs=pretrain_epochs or context["epochs"], resume=resume,
+                                        device=device)
         context["pretrained"] = str(Path(pretraining["file"]).resolve())
     # derived presets carry the data root and epochs themselves (run_ablation's would override theirs)
     common = _merge({"data": {"root": data_root}} if data_root else {}, {"optim": {"epochs": epochs}} if epochs else {})
