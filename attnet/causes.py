@@ -109,6 +109,7 @@ def pretrain_coverage(preset: str, out_file: str | Path, data_root: str | None =
     cfg = load_config(preset, ["model.streams=[gp,oracle]"] + ([f"data.root={data_root}"] if data_root else []))
     rt = runtime.start(device, "off", None, seed)
     sets = build_datasets(cfg, ("train", "val"), dataset_root(cfg, rt))
+    rt.seed_model()                       # the head's and backbone's initial weights, then the frame draws
     backbone = build_backbone(cfg.model.backbone).to(rt.device)
     head = nn.Conv2d(backbone.out_channels, 1, 1).to(rt.device)
     optimizer = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=lr)
@@ -221,17 +222,18 @@ def run_causes(seeds, preset: str, results_dir: str, data_root: str | None = Non
         context["pretrained"] = str(Path(pretraining["file"]).resolve())
     # derived presets carry the data root and epochs themselves (run_ablation's would override theirs)
     common = _merge({"data": {"root": data_root}} if data_root else {}, {"optim": {"epochs": epochs}} if epochs else {})
-    frames = [run_ablation({REFERENCE: FULL}, seeds, preset, data_root, results_dir, resume, epochs, jobs)]
+    train = dict(results_dir=results_dir, resume=resume, jobs=jobs)
+    frames = [run_ablation({REFERENCE: FULL}, seeds, preset, data_root, epochs=epochs, **train)]
     for name in causes:
         cause = CAUSES[name]
         spec = {**FULL, **cause.spec}
         if cause.preset is None:
-            frames.append(run_ablation({name: spec}, seeds, preset, data_root, results_dir, resume, epochs, jobs))
+            frames.append(run_ablation({name: spec}, seeds, preset, data_root, epochs=epochs, **train))
             continue
         path = derived_preset(preset, cause.tag, _merge(common, cause.preset(cfg, context)), folder)
         derived = load_config(path)
         synthetic.ensure(derived.data.root, **derived.data.synthetic)    # once, before parallel runs race for it
-        frames.append(run_ablation({name: spec}, seeds, str(path), None, results_dir, resume, None, jobs))
+        frames.append(run_ablation({name: spec}, seeds, str(path), None, epochs=None, **train))
     runs = pd.concat(frames, ignore_index=True)
     scored = [run_localization(Path(results_dir) / "runs" / row.run, max_videos, device) if row.status == "done"
               else {} for row in runs.itertuples()]
