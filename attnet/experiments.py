@@ -11,8 +11,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
-from attnet.config import Config, load_config
+from attnet.config import Config, config_from_dict, load_config
 from attnet.data import ClipDataset, synthetic
 from attnet.engine import checkpoint, fit
 from attnet.engine.build import build_datasets, build_model, dataset_root
@@ -74,14 +75,21 @@ def trained_run(preset: str, results_dir: str = "results/smoke", resume: bool = 
     if absent, its best checkpoint loaded through the engine's loader onto `device`."""
     overrides = run_overrides(results_dir, resume, data_root) + [f"run.device={device}"]
     cfg = load_config(preset, overrides + ([f"run.name={run_name}"] if run_name else []))
-    run_dir = fit(cfg)
+    return finished_run(fit(cfg), device)
+
+
+def finished_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
+    """A finished run's best checkpoint in the model its config.yaml records (whatever preset,
+    ablation or backbone made it), loaded through the engine's loader onto `device`."""
+    run_dir = Path(run_dir)
+    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    cfg.run.device, cfg.run.threads = device, None      # where to run it now; torch's own thread count
     rt = runtime.from_config(cfg)                 # the device (and process group) training used
     root = dataset_root(cfg, rt)
     test = build_datasets(cfg, ("test",), root)["test"]
-    target = rt.device
-    model = build_model(cfg, len(test.classes), target, init=False).eval()
+    model = build_model(cfg, len(test.classes), rt.device, init=False).eval()
     model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / "best.pt")["model"])
-    return TrainedRun(cfg, run_dir, model, test, root, target)
+    return TrainedRun(cfg, run_dir, model, test, root, rt.device)
 
 
 @dataclass

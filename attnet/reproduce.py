@@ -27,7 +27,7 @@ from attnet.config import CONFIG_DIR, PRESET_PATH, default_run_name, load_config
 PROGRESS_ENV = "ATTNET_PROGRESS_FILE"
 
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
-EXTRAS = ("07_difficulty",)     # run only when named: attnet reproduce --only 07_difficulty
+EXTRAS = ("07_difficulty", "08_attention_causes")     # run only when named: attnet reproduce --only 07_difficulty
 
 # The paper's ablations (docs/METHOD.md): stream subsets with and without the fusion layer, GA
 # regularization, and the temporal model. Names are the rows of the ablation table.

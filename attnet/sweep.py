@@ -23,6 +23,17 @@ from attnet.reproduce import ABLATIONS, run_ablation
 SWEEP_CONFIGS = ("GP only", "SA + GP (fusion layer)", "LA + GP (fusion layer)", "full model")
 
 
+def derived_preset(preset: str, tag: str, changes: dict, folder: str | Path) -> Path:
+    """Write <folder>/<preset>-<tag>.yaml (base: preset, then `changes`, {section: {key: value}})
+    atomically and return its path: a preset of its own name, so its runs have their own names."""
+    path = Path(folder) / f"{load_config(preset).preset}-{tag}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump({"base": preset, **changes}, sort_keys=False))
+    tmp.replace(path)
+    return path.resolve()
+
+
 def difficulty_preset(preset: str, difficulty: float, folder: str | Path, data_root: str | None = None) -> Path:
     """Write <folder>/<preset>-d<difficulty>.yaml (base: preset) and return its path; the
     dataset root is <data_root or the preset's root>-d<difficulty>."""
@@ -32,14 +43,9 @@ def difficulty_preset(preset: str, difficulty: float, folder: str | Path, data_r
                          f"{cfg.data.name!r}")
     synthetic.difficulty_settings(difficulty)          # rejects a negative difficulty
     tag = f"d{difficulty:g}"
-    spec = {"base": preset, "data": {"root": f"{data_root or cfg.data.root}-{tag}",
-                                     "synthetic": {**cfg.data.synthetic, "difficulty": float(difficulty)}}}
-    path = Path(folder) / f"{cfg.preset}-{tag}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(spec, sort_keys=False))
-    tmp.replace(path)
-    return path.resolve()
+    return derived_preset(preset, tag, {"data": {"root": f"{data_root or cfg.data.root}-{tag}",
+                                                 "synthetic": {**cfg.data.synthetic, "difficulty": float(difficulty)}}},
+                          folder)
 
 
 def run_difficulty_sweep(difficulties, seeds, preset: str, results_dir: str, data_root: str | None = None,

@@ -205,3 +205,25 @@ def class_samples(dataset, boxes_of=None, frames: int = 4, title: str = "", path
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, path)
+
+
+def causes_chart(table: pd.DataFrame, path=None) -> Figure:
+    """Attention mass in the actor box (%) per experiment of attnet.causes.causes_table, SA and
+    LA with their 95 % t-intervals over seeds (no bar below two seeds), between uniform attention
+    (the floor) and the oracle (the ceiling) drawn as vertical lines."""
+    fig = Figure(figsize=(7, 0.5 * len(table) + 1.5))
+    ax = fig.subplots()
+    bounds = table["seeds"] == ""
+    rows = table[~bounds].reset_index(drop=True)
+    for shift, stream, colour in ((-0.15, "sa", "#1f77b4"), (0.15, "la", "#d62728")):
+        ax.errorbar(rows[f"{stream}_mass"], rows.index + shift,
+                    xerr=[rows[f"{stream}_mass"] - rows[f"{stream}_low"], rows[f"{stream}_high"] - rows[f"{stream}_mass"]],
+                    fmt="o", capsize=3, color=colour, label=stream.upper())
+    for (_, row), style in zip(table[bounds].iterrows(), (":", "--")):
+        ax.axvline(row["sa_mass"], color="#555555", ls=style, label=f"{row['experiment']}: {row['sa_mass']:.1f}")
+    ax.set_yticks(rows.index, rows["experiment"])
+    ax.invert_yaxis()
+    ax.set(xlabel="attention mass in the actor box (%), mean and 95 % t-interval over seeds", xlim=(0, None))
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)

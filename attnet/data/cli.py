@@ -20,7 +20,8 @@ def _synth(args: argparse.Namespace) -> None:
     counts = {"train": args.train, "val": args.val, "test": args.test}
     out = synthetic.generate(args.out, num_classes=args.classes, videos_per_class=counts, frames=args.frames,
                              size=args.size, distractors=args.distractors, seed=args.seed,
-                             frame_folders=args.frame_folders, difficulty=args.difficulty)
+                             frame_folders=args.frame_folders, difficulty=args.difficulty,
+                             lighting=not args.flat_light)
     total = args.classes * sum(counts.values())
     print(f"wrote {total} videos ({args.classes} classes, {counts}) to {out} in {time.perf_counter() - start:.1f} s")
 
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--distractors", type=int, default=2, help="moving look-alikes per video")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--difficulty", type=float, default=0.0, help="0: the original; higher: smaller actor, decoys")
+    p.add_argument("--flat-light", action="store_true",
+                   help="light the scene evenly: no colour cue to where objects are")
     p.add_argument("--frame-folders", action="store_true", help="also write JPEG frame folders")
     p.set_defaults(run=_synth)
     p = sub.add_parser("check", help="count videos per split, decode every one, list missing/unreadable files")

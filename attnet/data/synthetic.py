@@ -19,6 +19,8 @@ out the opposite motion next to the actor, leaving room below the ceiling that a
 win: `attnet.sweep.pooling_probe`, a linear probe on the mean colour over time of the whole
 frame, falls from 69 % at difficulty 0 to 60, 49, 25 and 22 % at 0.25, 0.5, 1 and 2 (8
 classes, 320 test videos, chance 12.5 %), while the same probe on the actor's box stays at 83-85 %.
+`lighting=False` lights the scene evenly: an object's colour no longer tells where it is
+(attnet.causes asks whether that cue lets the network do without attention).
 Everything is a function of the seed (and the difficulty).
 """
 from __future__ import annotations
@@ -36,17 +38,20 @@ CLASSES = ("move_right", "move_left", "move_down", "move_up", "orbit_cw", "orbit
 SUBSET_SIZES = {"train": 75, "val": 8, "test": 16}
 
 
-def _light(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _light(x: np.ndarray, y: np.ndarray, graded: bool = True) -> np.ndarray:
     """The scene's lighting: red to blue from left to right, dark to light from top to bottom.
     Objects take the colour of where they stand, so a pooled feature of an object tells where
-    it is, and its colour over time tells how it moves."""
+    it is, and its colour over time tells how it moves. graded=False lights everything with the
+    colour of the frame's centre: the cue is gone, the objects' shapes and motions stay."""
+    if not graded:
+        x, y = np.full_like(x, 0.5), np.full_like(y, 0.5)
     return np.stack([50 + 170 * (1 - x), 40 + 170 * y, 50 + 170 * x], axis=-1)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int, lighting: bool = True) -> np.ndarray:
     """The lighting, dimmed, under low-frequency waves and a faint grid."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    image = 0.6 * _light(x, y)
+    image = 0.6 * _light(x, y, lighting)
     for _ in range(3):
         fx, fy, phase = rng.uniform(1, 5), rng.uniform(1, 5), rng.uniform(0, 2 * math.pi)
         image += rng.uniform(-12, 12, size=3) * np.sin(2 * math.pi * (fx * x + fy * y) + phase)[..., None]
@@ -137,18 +142,19 @@ def difficulty_settings(difficulty: float) -> dict:
 
 
 def render(label: int, seed: int | tuple, frames: int = 16, size: int = 112,
-           distractors: int = 2, difficulty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+           distractors: int = 2, difficulty: float = 0.0, lighting: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """One video of class `label`: uint8 frames [F, size, size, 3] and actor boxes [F, 4].
 
     difficulty > 0 shrinks the actor and the distractors by difficulty_settings' scale and
     adds decoys: one acting out the opposite motion next to the actor, the others other
     classes (see _decoys), so that the global average carries less of the class while the
     actor's box carries all of it. The decoys are drawn from their own random stream: the
-    scene, paths and noise stay those of difficulty 0."""
+    scene, paths and noise stay those of difficulty 0. lighting=False removes the lighting cue
+    (see _light) and draws the same random numbers, so paths, boxes and texture are unchanged."""
     settings = difficulty_settings(difficulty)
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 1.0, frames)
-    background = _background(rng, size)
+    background = _background(rng, size, lighting)
     ax, ay, aside = _actor_path(label, t, rng, size)
     aside = aside * settings["scale"]
     actor_tint = rng.uniform(0.85, 1.15, size=3)
@@ -170,9 +176,9 @@ def render(label: int, seed: int | tuple, frames: int = 16, size: int = 112,
         frame = background.copy()
         for xs, ys, sides, tint in movers:
             cx, cy = xs[f], ys[f]
-            _stamp(frame, cx, cy, sides[f], tint * _light(np.clip(cx / size, 0, 1), np.clip(cy / size, 0, 1)),
-                   actor=False)
-        colour = actor_tint * _light(np.clip(ax[f] / size, 0, 1), np.clip(ay[f] / size, 0, 1))
+            _stamp(frame, cx, cy, sides[f],
+                   tint * _light(np.clip(cx / size, 0, 1), np.clip(cy / size, 0, 1), lighting), actor=False)
+        colour = actor_tint * _light(np.clip(ax[f] / size, 0, 1), np.clip(ay[f] / size, 0, 1), lighting)
         boxes[f] = _stamp(frame, ax[f], ay[f], aside[f], colour, actor=True)   # drawn on top
         frame += rng.normal(0, 4, size=frame.shape)
         video[f] = np.clip(frame, 0, 255).astype(np.uint8)
@@ -199,7 +205,7 @@ def _write_frames(folder: Path, video: np.ndarray) -> None:
 
 def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[str, int] | None = None,
              frames: int = 16, size: int = 112, fps: int = 8, distractors: int = 2, seed: int = 0,
-             frame_folders: bool = False, difficulty: float = 0.0) -> Path:
+             frame_folders: bool = False, difficulty: float = 0.0, lighting: bool = True) -> Path:
     """Write the dataset under out_dir (replacing an older one) and return out_dir.
 
     A meta.json records the arguments (the difficulty among them); `ensure` uses it to skip
@@ -212,7 +218,8 @@ def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[s
     counts = {**SUBSET_SIZES, **(videos_per_class or {})}
     out = Path(out_dir)
     meta = dict(num_classes=num_classes, videos_per_class=counts, frames=frames, size=size, fps=fps,
-                distractors=distractors, seed=seed, frame_folders=frame_folders, difficulty=difficulty)
+                distractors=distractors, seed=seed, frame_folders=frame_folders, difficulty=difficulty,
+                lighting=lighting)
     for sub in ("videos", "boxes", "frames"):
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "meta.json").unlink(missing_ok=True)
@@ -226,7 +233,7 @@ def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[s
         for subset, count in counts.items():
             for _ in range(count):
                 clip = f"{name}_{index:04d}"
-                video, boxes = render(label, (seed, label, index), frames, size, distractors, difficulty)
+                video, boxes = render(label, (seed, label, index), frames, size, distractors, difficulty, lighting)
                 _write_video(out / "videos" / name / f"{clip}.mp4", video, fps)
                 np.save(out / "boxes" / name / f"{clip}.npy", boxes)
                 lines[subset].append(f"videos/{name}/{clip}.mp4 {label}")
@@ -248,11 +255,11 @@ def ensure(out_dir: str | Path, **kwargs) -> Path:
     out = Path(out_dir)
     meta_path = out / "meta.json"
     wanted = dict(num_classes=8, videos_per_class=SUBSET_SIZES, frames=16, size=112, fps=8, distractors=2,
-                  seed=0, frame_folders=False, difficulty=0.0)
+                  seed=0, frame_folders=False, difficulty=0.0, lighting=True)
     wanted.update(kwargs)
     wanted["videos_per_class"] = {**SUBSET_SIZES, **(kwargs.get("videos_per_class") or {})}
     if meta_path.is_file():
-        have = {"difficulty": 0.0, **json.loads(meta_path.read_text())}   # made before the knob: difficulty 0
+        have = {"difficulty": 0.0, "lighting": True, **json.loads(meta_path.read_text())}   # made before the knobs
         if have == wanted:
             return out
     return generate(out, **wanted)

@@ -1,4 +1,5 @@
-"""Frame encoders: torchvision ResNets cut before the average pool, and a tiny CPU net.
+"""Frame encoders: torchvision ResNets cut before the average pool, a tiny CPU net and its
+patchwise (no-overlap) control.
 
 Every backbone is an nn.Sequential with an `out_channels` attribute. The ResNets keep
 torchvision's child order (conv1, bn1, relu, maxpool, layer1..layer4) so that index i
@@ -15,7 +16,7 @@ import torchvision
 from torch import nn
 
 RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
-BACKBONES = (*RESNETS, "tiny")
+BACKBONES = (*RESNETS, "tiny", "patch")
 RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
@@ -34,6 +35,18 @@ def tiny_backbone() -> nn.Sequential:
     """
     layers = [*_conv_bn(3, 16, 2), *_conv_bn(16, 32, 2), *_conv_bn(32, 64, 2),
               *_conv_bn(64, 64, 1), *_conv_bn(64, 128, 2), *_conv_bn(128, 128, 1)]
+    net = nn.Sequential(*layers)
+    net.out_channels = 128
+    return net
+
+
+def patch_backbone() -> nn.Sequential:
+    """A stride-16 patchify conv, then 1x1 conv-BN-ReLU layers: 7x7 maps of 128 channels at 112 px
+    in which each cell sees only its own 16x16 patch (no overlap), unlike the tiny backbone whose
+    cells see most of the frame. The receptive-field control of attnet.causes."""
+    layers = [nn.Conv2d(3, 64, 16, 16, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
+    for cin, cout in ((64, 128), (128, 128), (128, 128)):
+        layers += [nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
     net = nn.Sequential(*layers)
     net.out_channels = 128
     return net
@@ -59,8 +72,8 @@ def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
 
 def build_backbone(name: str = "resnet34", pretrained: str | None = None) -> nn.Sequential:
     """A backbone by name; `pretrained` is None, "imagenet" or a local state-dict file."""
-    if name == "tiny":
-        net = tiny_backbone()
+    if name in ("tiny", "patch"):
+        net = tiny_backbone() if name == "tiny" else patch_backbone()
     elif name in RESNETS:
         resnet = getattr(torchvision.models, name)(weights=None)
         if pretrained == "imagenet":
@@ -71,8 +84,8 @@ def build_backbone(name: str = "resnet34", pretrained: str | None = None) -> nn.
         raise ValueError(f"unknown backbone {name!r}: choose from {', '.join(BACKBONES)}")
     if pretrained not in (None, "imagenet"):
         _load_local(net, Path(pretrained), name)
-    elif pretrained == "imagenet" and name == "tiny":
-        raise ValueError("the 'tiny' backbone has no ImageNet weights: use pretrained=None or a local file")
+    elif pretrained == "imagenet" and name not in RESNETS:
+        raise ValueError(f"the {name!r} backbone has no ImageNet weights: use pretrained=None or a local file")
     return net
 
 

@@ -90,3 +90,14 @@ def test_errors_are_one_line_on_stderr(tmp_path, capsys):
         cli.main(["check", "hmdb51", "--root", str(tmp_path / "hmdb")])
     err = capsys.readouterr().err
     assert "testTrainMulti_7030_splits: split folder not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_synth_flat_light_writes_an_evenly_lit_dataset(tmp_path, capsys):
+    import json
+    import numpy as np
+    from attnet.data import synthetic
+    cli.main(["synth", "--out", str(tmp_path), "--classes", "2", "--train", "1", "--val", "1", "--test", "1",
+              "--frames", "4", "--size", "48", "--flat-light"])
+    assert json.loads((tmp_path / "meta.json").read_text())["lighting"] is False
+    flat = synthetic.render(0, (0, 0, 0), frames=4, size=48, lighting=False)[1]
+    assert np.array_equal(np.load(tmp_path / "boxes" / "move_right" / "move_right_0000.npy"), flat)

@@ -143,3 +143,36 @@ def test_attnet_data_synth_takes_the_difficulty(tmp_path, capsys):
     assert json.loads((tmp_path / "s" / "meta.json").read_text())["difficulty"] == 0.5
     video, boxes = synthetic.render(1, (0, 1, 2), frames=6, size=32, difficulty=0.5)   # class 1, third video: test
     assert np.array_equal(np.load(tmp_path / "s" / "boxes" / "move_left" / "move_left_0002.npy"), boxes)
+
+
+def test_flat_light_removes_the_colour_cue_and_keeps_boxes_and_the_default_videos():
+    lit, lit_boxes = synthetic.render(0, (0, 0, 3), frames=8, size=112)           # move right
+    flat, flat_boxes = synthetic.render(0, (0, 0, 3), frames=8, size=112, lighting=False)
+    assert np.array_equal(lit, synthetic.render(0, (0, 0, 3), frames=8, size=112, lighting=True)[0])
+    assert np.array_equal(lit_boxes, flat_boxes)                      # same random draws: same paths
+    assert (boxes_moved := flat_boxes[-1, 0] - flat_boxes[0, 0]) > 30, boxes_moved
+
+    def actor_colour(video, boxes, f):
+        x0, y0, x1, y1 = boxes[f]
+        return video[f, y0:y1, x0:x1].reshape(-1, 3).astype(float).mean(0)
+
+    # lit: moving right, the actor turns from red to blue (light red 50 + 170 (1 - x), blue 50 + 170 x)
+    lit_change = actor_colour(lit, lit_boxes, -1) - actor_colour(lit, lit_boxes, 0)
+    assert lit_change[0] < -30 and lit_change[2] > 30
+    # flat: the same colour wherever it stands (tint, X mark and noise only)
+    flat_change = actor_colour(flat, flat_boxes, -1) - actor_colour(flat, flat_boxes, 0)
+    assert np.abs(flat_change).max() < 8
+    # and the background's left and right halves are lit alike
+    left, right = flat[..., :56, :].astype(float).mean(), flat[..., 56:, :].astype(float).mean()
+    lit_red = lit[..., :56, 0].astype(float).mean() - lit[..., 56:, 0].astype(float).mean()
+    flat_red = flat[..., :56, 0].astype(float).mean() - flat[..., 56:, 0].astype(float).mean()
+    assert lit_red > 30 and abs(flat_red) < 8 and abs(left - right) < 8
+
+
+def test_ensure_regenerates_when_the_lighting_changes(tmp_path):
+    import json
+    small = dict(num_classes=2, videos_per_class={"train": 1, "val": 1, "test": 1}, frames=4, size=32)
+    synthetic.ensure(tmp_path, **small)
+    assert json.loads((tmp_path / "meta.json").read_text())["lighting"] is True
+    synthetic.ensure(tmp_path, **small, lighting=False)
+    assert json.loads((tmp_path / "meta.json").read_text())["lighting"] is False

@@ -80,6 +80,35 @@ def test_the_difficulty_notebook_is_an_extra_not_part_of_the_default_reproductio
     assert "07_difficulty" in reproduce.EXTRAS and "07_difficulty" not in reproduce.NOTEBOOKS
 
 
+def test_causes_notebook_writes_its_table_and_figure_and_04_then_shows_the_table(workspace, tmp_path):
+    import nbformat
+    from attnet import reproduce
+    assert "08_attention_causes" in reproduce.EXTRAS and "08_attention_causes" not in reproduce.NOTEBOOKS
+    chosen = ["object-aware features", "g redundancy", "lighting cue"]   # a pretraining, a spec, a derived dataset
+    out = tmp_path / "08.ipynb"
+    execute("08_attention_causes", out, {**workspace, "seeds": [0, 1], "epochs": 1, "causes": chosen})
+    tables = f"{workspace['results_dir']}/tables"
+    table = pd.read_csv(f"{tables}/attention_causes_synthetic-smoke.csv")
+    assert table["experiment"].tolist() == ["full model", *chosen, "uniform attention (floor)",
+                                            "oracle attention (ceiling)"]
+    assert table["seeds"].iloc[:4].eq("2/2").all() and table["SA call"].iloc[0] == "reference"
+    runs = pd.read_csv(f"{tables}/attention_causes_runs_synthetic-smoke.csv")
+    assert runs[["sa.mass", "la.mass"]].notna().all().all() and runs["sa.mass"].between(0, 100).all()
+    assert set(runs["run"]) >= {"synthetic-smoke-objpre_gp+sa+la_sru_seed1", "synthetic-smoke_gp+sa+la_sru_nofusion_seed0",
+                                "synthetic-smoke-nolight_gp+sa+la_sru_seed1"}
+    assert json.loads(open(f"{workspace['data_root']}-nolight/meta.json").read())["lighting"] is False
+    pretraining = pd.read_csv(f"{tables}/attention_causes_pretraining_synthetic-smoke.csv")
+    assert pretraining["epochs"].tolist() == [1] and pretraining["train videos"].tolist() == [24]
+    images = [o for cell in nbformat.read(out, as_version=4).cells if cell.cell_type == "code"
+              for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 1
+    assert open(f"{workspace['results_dir']}/figures/attention_causes_synthetic-smoke.png", "rb").read()[:4] == b"\x89PNG"
+    execute("04_attention", tmp_path / "04.ipynb", {**workspace, "videos": [1], "max_videos": 2})
+    shown = [o["data"]["text/markdown"] for cell in nbformat.read(tmp_path / "04.ipynb", as_version=4).cells
+             if cell.cell_type == "code" for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    assert len(shown) == 1 and "| lighting cue |" in shown[0] and "--only 08_attention_causes" in shown[0]
+
+
 def test_attention_notebook_draws_figures(workspace, tmp_path):
     execute("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [1]})
     figures = f"{workspace['results_dir']}/figures"

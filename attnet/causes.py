@@ -1,0 +1,306 @@
+"""Why does the learned attention not find the actor? One experiment per candidate cause.
+
+Each experiment is the full model with ONE change (CAUSES), trained over the same seeds as the
+unchanged full model (the reference) through `run_ablation`. Changes that an ablation spec can
+express (fusion layer, GA detach) run on the preset itself; the others (backbone, pretrained
+backbone, dataset, epochs) on a derived preset <preset>-<tag>.yaml (attnet.sweep.derived_preset)
+under <results_dir>/presets/, so their runs have names of their own. For every run: test top-1,
+and for SA and LA the attention mass inside the actor's box and the pointing game on the test
+set (attnet.localization); `causes_table` gives means over seeds with 95 % t-intervals and the
+paired difference to the reference in mass-in-box, with a call only where its interval
+excludes 0. Uniform attention (what GP does) is the floor, the oracle stream (weights = the
+box's coverage of each cell) the ceiling.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from attnet import stats
+from attnet.config import Config, load_config
+from attnet.data import synthetic
+from attnet.engine import runtime
+from attnet.engine.build import build_datasets, dataset_root
+from attnet.experiments import TrainedRun, finished_run
+from attnet.localization import localization_scores, mass_in_box, pointing_hit, uniform_baseline
+from attnet.models import GLKANet, build_backbone
+from attnet.models.attention import box_coverage
+from attnet.reproduce import ABLATIONS, REFERENCE, run_ablation
+from attnet.sweep import derived_preset
+
+FULL = ABLATIONS[REFERENCE]          # the full model's spec: every experiment changes one thing of it
+
+
+@dataclass(frozen=True)
+class Cause:
+    tag: str                    # names the derived preset (<preset>-<tag>) and so the runs
+    change: str                 # what differs from the full model
+    question: str               # what the experiment answers
+    spec: dict = field(default_factory=dict)     # run_ablation keys set on top of the full model
+    # the derived preset's sections, from the preset's config and the context (data_root, epochs, pretrained)
+    preset: Callable[[Config, dict], dict] | None = None
+
+
+CAUSES: dict[str, Cause] = {
+    "receptive field": Cause(
+        "patch", "backbone `patch`: a stride-16 patchify conv then 1x1 layers, so no two map cells see a common pixel",
+        "Does the tiny backbone's receptive field (every cell sees most of the frame) leave nothing local to attend to?",
+        preset=lambda cfg, ctx: {"model": {"backbone": "patch"}}),
+    "object-aware features": Cause(
+        "objpre", "the tiny backbone pretrained on the training frames to predict each cell's actor-box coverage",
+        "Would object-aware features (here: pretrained to find the actor) let the streams localize?",
+        preset=lambda cfg, ctx: {"model": {"pretrained": ctx["pretrained"]}}),
+    "g redundancy": Cause(
+        "nofusion", "model.fusion_layer=false: the attention streams see v alone, not [g ; v]",
+        "Does g in the fusion layer carry the class, leaving v (and so the attention) free to be anywhere?",
+        spec={"fusion_layer": False}),
+    "GA gradient into GP": Cause(
+        "gadetach", "model.ga_detach_gp=true: p_GP is a fixed reference in the GA hinge",
+        "Is the GA hinge met by pushing p_GP down rather than by attention finding the actor?",
+        spec={"ga_detach_gp": True}),
+    "lighting cue": Cause(
+        "nolight", "the dataset lit evenly (synthetic lighting=false): an object's colour no longer tells its position",
+        "Does the lighting cue let pooled colour solve the task, so attention is not needed?",
+        preset=lambda cfg, ctx: {"data": {"root": f"{ctx['data_root'] or cfg.data.root}-nolight",
+                                          "synthetic": {**cfg.data.synthetic, "lighting": False}}}),
+    "training budget": Cause(
+        "x3epochs", "3x the preset's epochs",
+        "Has attention just not had the time to localize?",
+        preset=lambda cfg, ctx: {"optim": {"epochs": 3 * ctx["epochs"]}}),
+}
+
+STREAMS = ("sa", "la")
+
+
+def _merge(*changes: dict) -> dict:
+    """Preset sections merged key by key, later changes winning."""
+    out: dict = {}
+    for change in changes:
+        for section, values in change.items():
+            out[section] = {**out.get(section, {}), **values}
+    return out
+
+
+def pretrain_coverage(preset: str, out_file: str | Path, data_root: str | None = None, epochs: int = 4,
+                      seed: int = 0, lr: float = 3e-3, batch_size: int = 8, device: str = "auto",
+                      resume: bool = True) -> dict:
+    """Pretrain the preset's backbone on the TRAIN split to predict, per map cell, the fraction
+    of it the actor's box covers (the oracle's target; binary cross-entropy through a 1x1 conv
+    head), save the backbone's plain state dict to `out_file` (model.pretrained takes it) and
+    return the pretraining's own result: the training loss of the first and last epoch and, on
+    the VALIDATION split, the mass in the box and the pointing game of the predicted coverage
+    map (normalized), beside uniform attention. A finished pretraining (out_file and its .json)
+    of the same epochs and seed is reused when `resume`."""
+    out_file = Path(out_file)
+    report_file = out_file.with_suffix(".json")
+    if resume and out_file.is_file() and report_file.is_file():
+        report = json.loads(report_file.read_text())
+        if (report["epochs"], report["seed"]) == (epochs, seed):
+            return report
+    # the oracle's configuration: dataset items carry the actor boxes of the sampled frames
+    cfg = load_config(preset, ["model.streams=[gp,oracle]"] + ([f"data.root={data_root}"] if data_root else []))
+    rt = runtime.start(device, "off", None, seed)
+    sets = build_datasets(cfg, ("train", "val"), dataset_root(cfg, rt))
+    rt.seed_model()                       # the head's and backbone's initial weights, then the frame draws
+    backbone = build_backbone(cfg.model.backbone).to(rt.device)
+    head = nn.Conv2d(backbone.out_channels, 1, 1).to(rt.device)
+    optimizer = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=lr)
+    loader = torch.utils.data.DataLoader(sets["train"], batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+
+    def coverage_logits(clips: torch.Tensor) -> torch.Tensor:         # [B, T, 3, H, W] -> [B*T, h, w]
+        return head(backbone(clips.flatten(0, 1).to(rt.device)))[:, 0]
+
+    losses = []
+    for _ in range(epochs):
+        backbone.train(), head.train()
+        total, count = 0.0, 0
+        for clips, _, boxes in loader:
+            logits = coverage_logits(clips)
+            target = box_coverage(boxes.flatten(0, 1).to(rt.device), logits.shape[-2:], clips.shape[-2:])
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, count = total + loss.item() * len(clips), count + len(clips)
+        losses.append(total / count)
+    backbone.eval(), head.eval()
+    rows = []
+    with torch.no_grad():
+        for clips, _, boxes in torch.utils.data.DataLoader(sets["val"], batch_size=batch_size):
+            maps = torch.sigmoid(coverage_logits(clips)).cpu()
+            maps = (maps / maps.sum(dim=(1, 2), keepdim=True)).numpy()
+            for a, box in zip(maps, boxes.flatten(0, 1).numpy()):
+                if box[2] > box[0] and box[3] > box[1]:
+                    size = tuple(clips.shape[-2:])
+                    rows.append((mass_in_box(a, box, size), pointing_hit(a, box, size),
+                                 *uniform_baseline(a.shape, box, size)))
+    mass, hit, uniform_mass, uniform_hit = (100 * float(np.mean(column)) for column in zip(*rows))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_name(f"{out_file.name}.{os.getpid()}.tmp")
+    torch.save(backbone.cpu().state_dict(), tmp)
+    tmp.replace(out_file)
+    report = {"file": str(out_file), "backbone": cfg.model.backbone, "epochs": epochs, "seed": seed,
+              "train_videos": len(sets["train"]), "loss_first_epoch": losses[0], "loss_last_epoch": losses[-1],
+              "val_frames": len(rows), "val_mass_in_box": mass, "val_pointing": hit,
+              "uniform_mass_in_box": uniform_mass, "uniform_pointing": uniform_hit}
+    tmp = report_file.with_name(f"{report_file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(report_file)          # written last: marks a finished pretraining
+    return report
+
+
+def _scores(scores: pd.DataFrame) -> dict:
+    """Per stream of localization_scores: mass in box and pointing-game hit rate, in %."""
+    means = scores.groupby("stream")[["mass", "hit"]].mean()
+    return {f"{s}.{k}": 100 * float(means.loc[s, k]) for s in means.index for k in ("mass", "hit")}
+
+
+def run_localization(run_dir: str | Path, max_videos: int | None = None, device: str = "auto") -> dict:
+    """SA / LA mass in the actor box and pointing game (%) of a finished run on its test set,
+    kept in <run_dir>/localization.json (recomputed when max_videos differs)."""
+    path = Path(run_dir) / "localization.json"
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.pop("max_videos") == max_videos:
+            return cached
+    run = finished_run(run_dir, device)
+    result = {k: v for k, v in _scores(localization_scores(run.model, run.test, run.boxes_of(), max_videos)).items()
+              if k.split(".")[0] in STREAMS}
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**result, "max_videos": max_videos}))
+    tmp.replace(path)
+    return result
+
+
+def attention_bounds(run: TrainedRun, max_videos: int | None = None) -> dict:
+    """The floor and the ceiling on `run`'s test set: uniform attention and the oracle stream
+    (weights = the box's coverage of each cell; it has no parameters, so an untrained model
+    with the run's backbone gives its maps). {"uniform.mass", "uniform.hit", "oracle.mass", "oracle.hit"}, %."""
+    cfg = run.cfg.model
+    oracle = GLKANet(len(run.test.classes), backbone=cfg.backbone, streams=("gp", "oracle"),
+                     hidden_size=cfg.hidden_size, num_layers=1).to(run.device)
+    return _scores(localization_scores(oracle, run.test, run.boxes_of(), max_videos))
+
+
+@dataclass
+class CausesResult:
+    runs: pd.DataFrame           # run_ablation's rows (config = experiment) with sa.mass, sa.hit, la.mass, la.hit
+    bounds: dict                 # attention_bounds of the reference's first seed
+    pretraining: dict | None     # pretrain_coverage's report, when "object-aware features" ran
+
+
+def run_causes(seeds, preset: str, results_dir: str, data_root: str | None = None, causes=tuple(CAUSES),
+               resume: bool = True, epochs: int | None = None, jobs: int = 1, pretrain_epochs: int | None = None,
+               max_videos: int | None = None, device: str = "auto") -> CausesResult:
+    """The reference and every cause in `causes` over `seeds` (epochs: the preset's unless given;
+    the pretraining takes as many unless pretrain_epochs is given); then localization of every
+    finished run on its test set (max_videos: all unless given)."""
+    unknown = [c for c in causes if c not in CAUSES]
+    if unknown:
+        raise ValueError(f"causes: unknown experiment(s) {', '.join(map(repr, unknown))}; choose from "
+                         f"{', '.join(map(repr, CAUSES))}")
+    cfg = load_config(preset)
+    if cfg.data.name != "synthetic":
+        raise ValueError(f"preset {preset!r}: localization needs the actor boxes of a synthetic preset, "
+                         f"its data.name is {cfg.data.name!r}")
+    folder = Path(results_dir) / "presets"
+    context = {"data_root": data_root, "epochs": epochs or cfg.optim.epochs, "pretrained": None}
+    pretraining = None
+    if "object-aware features" in causes:
+        pretraining = pretrain_coverage(preset, Path(results_dir) / "pretrained" / f"{cfg.preset}-coverage.pth",
+                                        data_root, epochs=pretrain_epochs or context["epochs"], resume=resume,
+                                        device=device)
+        context["pretrained"] = str(Path(pretraining["file"]).resolve())
+    # derived presets carry the data root and epochs themselves (run_ablation's would override theirs)
+    common = _merge({"data": {"root": data_root}} if data_root else {}, {"optim": {"epochs": epochs}} if epochs else {})
+    train = dict(results_dir=results_dir, resume=resume, jobs=jobs)
+    frames = [run_ablation({REFERENCE: FULL}, seeds, preset, data_root, epochs=epochs, **train)]
+    for name in causes:
+        cause = CAUSES[name]
+        spec = {**FULL, **cause.spec}
+        if cause.preset is None:
+            frames.append(run_ablation({name: spec}, seeds, preset, data_root, epochs=epochs, **train))
+            continue
+        path = derived_preset(preset, cause.tag, _merge(common, cause.preset(cfg, context)), folder)
+        derived = load_config(path)
+        synthetic.ensure(derived.data.root, **derived.data.synthetic)    # once, before parallel runs race for it
+        frames.append(run_ablation({name: spec}, seeds, str(path), None, epochs=None, **train))
+    runs = pd.concat(frames, ignore_index=True)
+    scored = [run_localization(Path(results_dir) / "runs" / row.run, max_videos, device) if row.status == "done"
+              else {} for row in runs.itertuples()]
+    runs = pd.concat([runs, pd.DataFrame(scored, index=runs.index)], axis=1)
+    reference = runs[(runs["config"] == REFERENCE) & (runs["status"] == "done")]
+    if reference.empty:
+        raise RuntimeError(f"the reference ({REFERENCE}) finished for no seed: see the errors in the runs table")
+    bounds = attention_bounds(finished_run(Path(results_dir) / "runs" / reference["run"].iloc[0], device), max_videos)
+    return CausesResult(runs, bounds, pretraining)
+
+
+def registry_table(causes=tuple(CAUSES)) -> pd.DataFrame:
+    """The experiments: what each changes against the full model and the question it answers."""
+    return pd.DataFrame([{"experiment": n, "change": CAUSES[n].change, "question": CAUSES[n].question}
+                         for n in causes])
+
+
+TEXT_COLUMNS = ["experiment", "seeds", "top-1", "SA mass in box", "SA pointing", "LA mass in box", "LA pointing",
+                "Δ SA mass", "SA call", "Δ LA mass", "LA call"]
+
+
+def causes_table(runs: pd.DataFrame, bounds: dict, level: float = 0.95) -> pd.DataFrame:
+    """One row per experiment (the reference first): finished seeds, means over seeds with their
+    t-intervals (top-1, SA / LA mass in box and pointing game, %), and the paired difference to
+    the reference in mass in box with its call; then uniform attention (floor) and the oracle
+    (ceiling). TEXT_COLUMNS are for reading; numeric columns (<stream>_mass, _low, _high and
+    d<stream>_mass, _low, _high) are for viz.causes_chart."""
+    done = runs[runs["status"] == "done"]
+    diffs = {s: stats.paired_differences(runs, REFERENCE, f"{s}.mass", level=level).set_index("config")
+             for s in STREAMS if f"{s}.mass" in runs}
+    rows = []
+    for name, group in runs.groupby("config", sort=False):
+        ok = done[done["config"] == name]
+        row = {"experiment": name, "seeds": f"{len(ok)}/{len(group)}",
+               "top-1": stats.mean_text(stats.t_interval(ok.get("test.top1", []), level))}
+        for s in STREAMS:
+            for value, label in (("mass", "mass in box"), ("hit", "pointing")):
+                interval = stats.t_interval(ok.get(f"{s}.{value}", []), level)
+                row[f"{s.upper()} {label}"] = stats.mean_text(interval)
+                if value == "mass":
+                    row |= {f"{s}_mass": interval.mean, f"{s}_low": interval.low, f"{s}_high": interval.high}
+            diff = diffs[s].loc[name] if s in diffs and name in diffs[s].index else None
+            if diff is not None and name != REFERENCE:
+                interval = stats.Interval(diff["diff"], diff["low"], diff["high"], int(diff["pairs"]), np.nan)
+                row |= {f"Δ {s.upper()} mass": stats.mean_text(interval, signed=True), f"{s.upper()} call": diff["call"],
+                        f"d{s}_mass": diff["diff"], f"d{s}_low": diff["low"], f"d{s}_high": diff["high"]}
+            else:
+                row |= {f"Δ {s.upper()} mass": "", f"{s.upper()} call": "reference" if name == REFERENCE else ""}
+        rows.append(row)
+    for label, key in (("uniform attention (floor)", "uniform"), ("oracle attention (ceiling)", "oracle")):
+        row = {"experiment": label, "seeds": "", "top-1": ""}
+        for s in STREAMS:
+            row |= {f"{s.upper()} mass in box": f"{bounds[f'{key}.mass']:.1f}",
+                    f"{s.upper()} pointing": f"{bounds[f'{key}.hit']:.1f}", f"{s}_mass": bounds[f"{key}.mass"],
+                    f"Δ {s.upper()} mass": "", f"{s.upper()} call": ""}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table[TEXT_COLUMNS + [c for c in table.columns if c not in TEXT_COLUMNS]]
+
+
+def pretraining_table(report: dict) -> pd.DataFrame:
+    """The pretraining's own result, beside uniform attention, as one row."""
+    return pd.DataFrame([{"backbone": report["backbone"], "epochs": report["epochs"],
+                          "train videos": report["train_videos"],
+                          "BCE first epoch": round(report["loss_first_epoch"], 4),
+                          "BCE last epoch": round(report["loss_last_epoch"], 4), "val frames": report["val_frames"],
+                          "val mass in box": round(report["val_mass_in_box"], 1),
+                          "val pointing": round(report["val_pointing"], 1),
+                          "uniform mass in box": round(report["uniform_mass_in_box"], 1),
+                          "uniform pointing": round(report["uniform_pointing"], 1)}])
