@@ -25,6 +25,7 @@ Everything is a function of the seed (and the difficulty).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -251,8 +252,17 @@ def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[s
 
 
 def ensure(out_dir: str | Path, **kwargs) -> Path:
-    """Generate the dataset unless out_dir already holds one made with the same arguments."""
+    """Generate the dataset unless out_dir already holds one made with the same arguments.
+    Processes starting at once take turns (a lock file beside out_dir): the first generates,
+    the others find its meta.json and return, instead of rewriting files the first is reading."""
     out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)         # released when the file closes
+        return _ensure(out, **kwargs)
+
+
+def _ensure(out: Path, **kwargs) -> Path:
     meta_path = out / "meta.json"
     wanted = dict(num_classes=8, videos_per_class=SUBSET_SIZES, frames=16, size=112, fps=8, distractors=2,
                   seed=0, frame_folders=False, difficulty=0.0, lighting=True)

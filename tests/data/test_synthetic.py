@@ -1,4 +1,7 @@
 """The synthetic dataset: deterministic, boxes on the actor, readable by the real loaders."""
+import json
+import os
+
 import numpy as np
 import pytest
 
@@ -176,3 +179,28 @@ def test_ensure_regenerates_when_the_lighting_changes(tmp_path):
     assert json.loads((tmp_path / "meta.json").read_text())["lighting"] is True
     synthetic.ensure(tmp_path, **small, lighting=False)
     assert json.loads((tmp_path / "meta.json").read_text())["lighting"] is False
+
+
+def test_processes_ensuring_one_dataset_at_once_generate_it_once(tmp_path, monkeypatch):
+    import multiprocessing
+    import time
+    calls = tmp_path / "calls.txt"
+
+    def slow_generate(out, **wanted):            # what generate leaves behind, slowly: meta.json last
+        with open(calls, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(0.5)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "meta.json").write_text(json.dumps(wanted))
+        return out
+
+    monkeypatch.setattr(synthetic, "generate", slow_generate)
+    fork = multiprocessing.get_context("fork")   # the children keep the patched generate
+    procs = [fork.Process(target=synthetic.ensure, args=(tmp_path / "data",), kwargs={"num_classes": 2})
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(calls.read_text().split()) == 1   # without the lock both generate (checked: 2 lines)
