@@ -205,7 +205,10 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     report_progress({"event": "start", "total": len(tasks)})
     rows: list[dict | None] = [None] * len(tasks)
     pending, tries = list(range(len(tasks))), [0] * len(tasks)
-    while pending:          # a worker killed (OOM, signal) breaks its pool: its runs go again once, resuming
+    # A worker killed (OOM, signal) breaks the pool, and every run in it stops. They go again in a
+    # fresh pool, resuming from their last checkpoint, up to twice: a run stopped before its first
+    # checkpoint by another worker's death has made no progress, and its second try may die too.
+    while pending:
         lost = []
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_pool_threads, initargs=(threads,)) as pool:
@@ -223,7 +226,7 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
                 try:
                     run_dir, seconds, error = future.result()
                 except BrokenProcessPool as err:
-                    if tries[i] < 2:
+                    if tries[i] < 3:
                         lost.append(i)
                         continue
                     run_dir, seconds, error = None, float("nan"), _last_line(err)

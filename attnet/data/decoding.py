@@ -117,6 +117,8 @@ def cache_file(cache_dir: Path, source: Path, settings: str) -> Path:
     """Where the decoded frames of `source` live: named after its path under cache_dir's parent
     (the dataset root), keyed by its size, its mtime and the decode `settings`, so a rewritten
     video or other settings never read an older file."""
+    if not source.exists():             # the decoder's own message, so on_bad_video=skip counts it
+        raise DataError(f"{source}: video not found; check the dataset root and the list file")
     stat = source.stat()
     key = hashlib.sha1(f"{CACHE_FORMAT}|{stat.st_size}|{stat.st_mtime_ns}|{settings}".encode()).hexdigest()[:16]
     try:
