@@ -14,7 +14,6 @@ box's coverage of each cell) the ceiling.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,7 +26,7 @@ from torch import nn
 from attnet import stats
 from attnet.config import Config, load_config
 from attnet.data import synthetic
-from attnet.engine import runtime
+from attnet.engine import record, runtime
 from attnet.engine.build import build_datasets, dataset_root
 from attnet.experiments import TrainedRun, finished_run
 from attnet.localization import localization_scores, mass_in_box, pointing_hit, uniform_baseline
@@ -144,17 +143,13 @@ def pretrain_coverage(preset: str, out_file: str | Path, data_root: str | None =
                     rows.append((mass_in_box(a, box, size), pointing_hit(a, box, size),
                                  *uniform_baseline(a.shape, box, size)))
     mass, hit, uniform_mass, uniform_hit = (100 * float(np.mean(column)) for column in zip(*rows))
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f"{out_file.name}.{os.getpid()}.tmp")
-    torch.save(backbone.cpu().state_dict(), tmp)
-    tmp.replace(out_file)
+    with record.atomic_path(out_file) as tmp:
+        torch.save(backbone.cpu().state_dict(), tmp)
     report = {"file": str(out_file), "backbone": cfg.model.backbone, "epochs": epochs, "seed": seed,
               "train_videos": len(sets["train"]), "loss_first_epoch": losses[0], "loss_last_epoch": losses[-1],
               "val_frames": len(rows), "val_mass_in_box": mass, "val_pointing": hit,
               "uniform_mass_in_box": uniform_mass, "uniform_pointing": uniform_hit}
-    tmp = report_file.with_name(f"{report_file.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(report_file)          # written last: marks a finished pretraining
+    record.write_text(report_file, json.dumps(report, indent=1))   # written last: marks a finished pretraining
     return report
 
 
@@ -175,9 +170,7 @@ def run_localization(run_dir: str | Path, max_videos: int | None = None, device:
     run = finished_run(run_dir, device)
     result = {k: v for k, v in _scores(localization_scores(run.model, run.test, run.boxes_of(), max_videos)).items()
               if k.split(".")[0] in STREAMS}
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**result, "max_videos": max_videos}))
-    tmp.replace(path)
+    record.write_text(path, json.dumps({**result, "max_videos": max_videos}))
     return result
 
 

@@ -43,11 +43,9 @@ def _cpuinfo() -> list[str]:
 
 
 def write_machine(results: str | Path, preset: str) -> Path:
+    from attnet.engine.record import write_text
     path = Path(results) / f"machine_{preset}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(describe_machine(), indent=1) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(describe_machine(), indent=1) + "\n")
     return path
 
 

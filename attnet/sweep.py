@@ -8,7 +8,6 @@ presets are small YAML files under <results_dir>/presets/.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import yaml
 from attnet import stats
 from attnet.config import load_config
 from attnet.data import synthetic
+from attnet.engine.record import write_text
 from attnet.reproduce import ABLATIONS, run_ablation
 
 SWEEP_CONFIGS = ("GP only", "SA + GP (fusion layer)", "LA + GP (fusion layer)", "full model")
@@ -27,10 +27,7 @@ def derived_preset(preset: str, tag: str, changes: dict, folder: str | Path) -> 
     """Write <folder>/<preset>-<tag>.yaml (base: preset, then `changes`, {section: {key: value}})
     atomically and return its path: a preset of its own name, so its runs have their own names."""
     path = Path(folder) / f"{load_config(preset).preset}-{tag}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump({"base": preset, **changes}, sort_keys=False))
-    tmp.replace(path)
+    write_text(path, yaml.safe_dump({"base": preset, **changes}, sort_keys=False))
     return path.resolve()
 
 

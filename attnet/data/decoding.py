@@ -18,13 +18,17 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
                         category=DeprecationWarning)
 
 
+def not_found(path: Path) -> DataError:
+    return DataError(f"{path}: video not found; check the dataset root and the list file")
+
+
 def open_video(path: Path, seek_mode: str = "approximate"):
     """A torchcodec VideoDecoder. "approximate" trusts the container's index instead of
     scanning the whole file first, which is what makes a sampled read cheap (`python -m
     attnet.bench data` prints both modes)."""
     from torchcodec.decoders import VideoDecoder   # imported here: FFmpeg is loaded on first use
     if not path.is_file():
-        raise DataError(f"{path}: video not found; check the dataset root and the list file")
+        raise not_found(path)
     try:
         return VideoDecoder(str(path), dimension_order="NCHW", seek_mode=seek_mode)
     except Exception as err:   # torchcodec raises RuntimeError/ValueError with FFmpeg's text
@@ -117,8 +121,8 @@ def cache_file(cache_dir: Path, source: Path, settings: str) -> Path:
     """Where the decoded frames of `source` live: named after its path under cache_dir's parent
     (the dataset root), keyed by its size, its mtime and the decode `settings`, so a rewritten
     video or other settings never read an older file."""
-    if not source.exists():             # the decoder's own message, so on_bad_video=skip counts it
-        raise DataError(f"{source}: video not found; check the dataset root and the list file")
+    if not source.exists():             # the decoder's own error, so on_bad_video=skip counts it
+        raise not_found(source)
     stat = source.stat()
     key = hashlib.sha1(f"{CACHE_FORMAT}|{stat.st_size}|{stat.st_mtime_ns}|{settings}".encode()).hexdigest()[:16]
     try:
