@@ -412,6 +412,29 @@ def git_commit() -> str:
     return (out.stdout.strip() or "unknown") + ("+local changes" if dirty else "")
 
 
+TIMINGS_NOTE = ("Wall time of each notebook (s), and the command and commit of the `attnet reproduce` call that last "
+                "ran it: a call with --only replaces its notebooks' rows and keeps the others.")
+
+
+def merge_timings(path: Path, timings: list[dict], keep: bool) -> pd.DataFrame:
+    """This call's notebook timings over the earlier table at `path` when `keep` (an --only call
+    reruns some notebooks: the rows of the others still describe the results they made)."""
+    earlier = pd.read_csv(path) if keep and path.is_file() else pd.DataFrame(columns=["notebook"])
+    table = pd.concat([earlier[~earlier["notebook"].isin([t["notebook"] for t in timings])], pd.DataFrame(timings)])
+    order = {name: i for i, name in enumerate(NOTEBOOKS + EXTRAS)}
+    return table.sort_values("notebook", key=lambda names: names.map(order)).reset_index(drop=True)
+
+
+def made_by(timings: pd.DataFrame) -> str:
+    """The index's provenance line: each reproduce call behind the results, with its notebooks and minutes."""
+    calls = []
+    timings = timings.fillna({"command": "an earlier call", "commit": "unknown"})     # a table from before these columns
+    for (command, commit), group in timings.groupby(["command", "commit"], sort=False):
+        calls.append(f"{command} at commit {commit} ({', '.join(group['notebook'])}: "
+                     f"{group['seconds'].sum() / 60:.1f} min)")
+    return "; ".join(calls) + "."
+
+
 def write_index(results: Path, note: str) -> Path:
     """results/README.md: every table and figure, and the command that made them."""
     lines = ["# Results", "", "Made by " + note, "",
@@ -485,9 +508,11 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             os.environ.pop(PROGRESS_ENV, None)
     total = time.perf_counter() - started
-    note = f"`{command}` at commit {commit}: {total / 60:.1f} min in all."
-    write_table(pd.DataFrame(timings), results / "tables" / f"reproduce_timings_{preset}", note=note)
-    write_index(results, note)
+    for row in timings:
+        row.update(command=f"`{command}`", commit=commit)
+    table = merge_timings(results / "tables" / f"reproduce_timings_{preset}.csv", timings, keep=args.only is not None)
+    write_table(table, results / "tables" / f"reproduce_timings_{preset}", note=TIMINGS_NOTE)
+    write_index(results, made_by(table))
     from attnet.replicate import write_machine
     write_machine(results, preset)        # what decides the digits, for comparing with another machine
     print(f"[reproduce] {len(timings)} notebooks in {total / 60:.1f} min; executed notebooks in "

@@ -1,0 +1,38 @@
+"""The timings table and the results index keep the command and commit behind every notebook,
+also when a later `attnet reproduce --only ...` reran some of them."""
+import pandas as pd
+
+from attnet.reproduce import made_by, merge_timings
+
+
+def row(notebook, seconds, command, commit):
+    return {"notebook": notebook, "seconds": seconds, "command": command, "commit": commit}
+
+
+def test_an_only_call_replaces_its_rows_and_keeps_the_others_in_notebook_order(tmp_path):
+    path = tmp_path / "t.csv"
+    full = "`attnet reproduce --preset synthetic`"
+    pd.DataFrame([row("03_ablation", 4000.0, full, "aaa"), row("04_attention", 15.0, full, "aaa"),
+                  row("05_results", 5.0, full, "aaa")]).to_csv(path, index=False)
+    only = "`attnet reproduce --resume --only 08_attention_causes 04_attention`"
+    table = merge_timings(path, [row("08_attention_causes", 2000.0, only, "bbb"), row("04_attention", 20.0, only, "bbb")],
+                          keep=True)
+    assert table["notebook"].tolist() == ["03_ablation", "04_attention", "05_results", "08_attention_causes"]
+    assert table["commit"].tolist() == ["aaa", "bbb", "aaa", "bbb"]
+    assert table["seconds"].tolist() == [4000.0, 20.0, 5.0, 2000.0]
+    assert made_by(table) == (f"{full} at commit aaa (03_ablation, 05_results: 66.8 min); "
+                              f"{only} at commit bbb (04_attention, 08_attention_causes: 33.7 min).")
+
+
+def test_a_full_call_starts_a_new_table(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame([row("03_ablation", 4000.0, "`old`", "aaa")]).to_csv(path, index=False)
+    table = merge_timings(path, [row("00_quickstart", 9.0, "`new`", "bbb")], keep=False)
+    assert table.to_dict("records") == [row("00_quickstart", 9.0, "`new`", "bbb")]
+
+
+def test_a_table_from_before_the_command_column_reads_as_an_earlier_call(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"notebook": ["03_ablation"], "seconds": [60.0]}).to_csv(path, index=False)
+    table = merge_timings(path, [row("05_results", 6.0, "`new`", "bbb")], keep=True)
+    assert made_by(table) == "an earlier call at commit unknown (03_ablation: 1.0 min); `new` at commit bbb (05_results: 0.1 min)."
