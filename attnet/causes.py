@@ -28,9 +28,9 @@ from attnet.config import Config, load_config
 from attnet.data import synthetic
 from attnet.engine import record, runtime
 from attnet.engine.build import build_datasets, dataset_root
-from attnet.experiments import TrainedRun, finished_run
+from attnet.experiments import TrainedRun, finished_run, oracle_model
 from attnet.localization import localization_scores, mass_in_box, pointing_hit, uniform_baseline
-from attnet.models import GLKANet, build_backbone
+from attnet.models import build_backbone
 from attnet.models.attention import box_coverage
 from attnet.reproduce import ABLATIONS, REFERENCE, run_ablation
 from attnet.sweep import derived_preset
@@ -175,13 +175,9 @@ def run_localization(run_dir: str | Path, max_videos: int | None = None, device:
 
 
 def attention_bounds(run: TrainedRun, max_videos: int | None = None) -> dict:
-    """The floor and the ceiling on `run`'s test set: uniform attention and the oracle stream
-    (weights = the box's coverage of each cell; it has no parameters, so an untrained model
-    with the run's backbone gives its maps). {"uniform.mass", "uniform.hit", "oracle.mass", "oracle.hit"}, %."""
-    cfg = run.cfg.model
-    oracle = GLKANet(len(run.test.classes), backbone=cfg.backbone, streams=("gp", "oracle"),
-                     hidden_size=cfg.hidden_size, num_layers=1).to(run.device)
-    return _scores(localization_scores(oracle, run.test, run.boxes_of(), max_videos))
+    """The floor and the ceiling on `run`'s test set: uniform attention and the oracle stream.
+    {"uniform.mass", "uniform.hit", "oracle.mass", "oracle.hit"}, %."""
+    return _scores(localization_scores(oracle_model(run), run.test, run.boxes_of(), max_videos))
 
 
 @dataclass

@@ -224,9 +224,6 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"data.split: must be 1, 2 or 3, got {cfg.data.split}")
     if not 0 <= cfg.data.val_fraction < 1:
         raise ConfigError(f"data.val_fraction: must be in [0, 1), got {cfg.data.val_fraction}")
-    if cfg.data.cache and cfg.data.workers:
-        raise ConfigError(f"data.cache: the cache lives in the main process, so it needs data.workers=0 "
-                          f"(got {cfg.data.workers})")
     return cfg
 
 

@@ -115,12 +115,22 @@ def video_attention(run: TrainedRun, index: int) -> VideoAttention:
                           f"{record.path.name}: true {run.test.classes[label]}, predicted {predicted}")
 
 
+def oracle_model(run: TrainedRun) -> GLKANet:
+    """The oracle stream beside GP with `run`'s backbone: its weights are the actor box's coverage
+    of each map cell and have no parameters, so untrained it already gives the ceiling's maps."""
+    cfg = run.cfg.model
+    return GLKANet(len(run.test.classes), backbone=cfg.backbone, streams=("gp", "oracle"),
+                   hidden_size=cfg.hidden_size, num_layers=1).to(run.device)
+
+
 def localization_summary(run: TrainedRun, max_videos: int | None = None) -> pd.DataFrame:
-    """Per stream (and uniform attention): frames scored, mean attention mass inside the actor
-    box (%) and pointing-game accuracy (%)."""
+    """Per stream of the run, between the oracle (ceiling) and uniform attention (floor, what GP
+    does): frames scored, mean attention mass inside the actor box (%) and pointing-game accuracy (%)."""
     scores = localization_scores(run.model, run.test, run.boxes_of(), max_videos=max_videos)
-    summary = scores.groupby("stream").agg(frames=("mass", "size"), mass_in_box=("mass", "mean"),
-                                           pointing_accuracy=("hit", "mean")).reset_index()
+    oracle = localization_scores(oracle_model(run), run.test, run.boxes_of(), max_videos=max_videos)
+    scores = pd.concat([oracle[oracle["stream"] == "oracle"], scores])
+    summary = scores.groupby("stream", sort=False).agg(frames=("mass", "size"), mass_in_box=("mass", "mean"),
+                                                       pointing_accuracy=("hit", "mean")).reset_index()
     summary["mass_in_box"] = (100 * summary["mass_in_box"]).round(1)
     summary["pointing_accuracy"] = (100 * summary["pointing_accuracy"]).round(1)
     return summary

@@ -182,8 +182,8 @@ def fit(cfg: Config) -> Path:
     if cfg.run.resume and (ckpt_dir / "last.pt").is_file():
         state = checkpoint.load(ckpt_dir / "last.pt", fix=f"copy {ckpt_dir / 'best.pt'} over it to resume from "
                                 "the best epoch, or pass run.overwrite=true to start again")
-        if info.is_main:                            # changed settings: refused or applied and noted
-            record.record_config(run_dir, cfg, resumed_after=state["epoch"] + 1)
+        # changed settings: applied and noted, or refused on every rank (rank 0 reads and writes the record)
+        distributed.on_main(lambda: record.record_config(run_dir, cfg, resumed_after=state["epoch"] + 1), info)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -273,3 +273,14 @@ def test_an_unwritable_cache_is_one_line_naming_the_file(video_root):
     with pytest.raises(DataError, match=r"\.decoded/videos/a\.mp4\.[0-9a-f]{16}\.npy: cannot write the decoded cache "
                                         r".*or set data\.cache=false"):
         cached[0]
+
+
+def test_loader_workers_share_the_decoded_cache_and_give_the_main_process_batches(video_root):
+    """data.cache with data.workers > 0: each worker process fills or maps the same on-disk files."""
+    kwargs = dict(subset="test", segments=3, size=32, resize=48, normalize=False)
+    inline = torch.cat([clips for clips, _ in DataLoader(build_dataset("list", video_root, **kwargs), batch_size=1)])
+    cached = build_dataset("list", video_root, cache=True, **kwargs)
+    for _ in range(2):                                   # the workers make the files, then map them
+        got = torch.cat([clips for clips, _ in DataLoader(cached, batch_size=1, num_workers=2)])
+        assert torch.equal(got, inline)
+    assert sorted(f.name.split(".")[0] for f in (video_root / ".decoded" / "videos").glob("*.npy")) == ["a", "b"]

@@ -60,12 +60,9 @@ def test_yaml_errors_name_file_and_line(tmp_path):
         load_config("hmdb")
 
 
-def test_cache_needs_the_main_process_and_threads_are_positive():
-    with pytest.raises(ConfigError, match=r"data.cache: .* needs data.workers=0 \(got 2\)"):
-        load_config("synthetic", ["data.workers=2"])
+def test_threads_are_positive():
     with pytest.raises(ConfigError, match=r"run.threads: must be > 0, got 0"):
         load_config("synthetic", ["run.threads=0"])
-    assert load_config("synthetic", ["data.cache=false", "data.workers=2"]).data.workers == 2
 
 
 @pytest.mark.parametrize("override, registry", [

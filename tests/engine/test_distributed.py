@@ -1,6 +1,7 @@
 """Two gloo processes on CPU: the same initial weights but each rank its own frame offsets and
 crops, identical weights after DDP steps, a distributed evaluation that equals the single-process
-one (odd test set: the sampler pads, nothing is counted twice), rank 0's decisions shared."""
+one (odd test set: the sampler pads, nothing is counted twice), rank 0's decisions shared (a run
+that exists, a resume refused)."""
 import hashlib
 import json
 import os
@@ -46,6 +47,13 @@ def _worker(rank: int, world: int, port: int, overrides: list, out: str, task: s
                 fit(cfg)                           # the run exists: rank 0 says so to both
             except RunExists as err:
                 open(f"{out}/exists{rank}", "w").write(str(err))
+            if rank == 0:                          # unfinished again: resuming loads last.pt
+                os.rename(f"{cfg.run.out_dir}/ddp/final.json", f"{out}/final.json")
+            torch.distributed.barrier()
+            try:                                   # a setting the checkpoint is built on: refused on both ranks
+                fit(load_config("synthetic-smoke", overrides + ["run.resume=true", "model.hidden_size=24"]))
+            except ValueError as err:
+                open(f"{out}/refused{rank}", "w").write(str(err))
         else:
             _decide(rank, out, runtime.from_config(cfg))
             metrics = evaluate(cfg, f"{out}/ckpt.pt", scores_path=f"{out}/scores_ddp.csv")
@@ -127,7 +135,8 @@ def test_ddp_ranks_agree_rank0_decides_and_distributed_eval_equals_single_proces
     assert [d[1:] for d in d0["indices"] if d[0] == 0] != [d[1:] for d in d0["indices"] if d[0] == 1]
     for rank in (0, 1):
         assert "a run of this name exists" in (tmp_path / f"exists{rank}").read_text()
-    final = json.loads((tmp_path / "runs" / "ddp" / "final.json").read_text())
+        assert "cannot resume with a different model.hidden_size" in (tmp_path / f"refused{rank}").read_text()
+    final = json.loads((tmp_path / "final.json").read_text())
     assert final["world_size"] == 2 and final["test"]["num_videos"] == 9
 
     torch.save({"model": r0}, f"{out}/ckpt.pt")
