@@ -9,7 +9,11 @@ process, so both see the same machine load, and the ratio of median step times i
 Their step runs in float32 (their release has no AMP); --amp applies to ours, on CPU too.
 
 It also prints the FLOPs of our training step (torch.utils.flop_counter) and the share of
-the device's matmul peak in the --amp dtype (a 4096^3 matmul timed in the same run) it reaches.
+the device's matmul peak in the --amp dtype (a 4096^3 matmul timed in the same run) it reaches;
+--ops N, where a CPU step's time goes, operator by operator. The synthetic preset's step:
+
+    python -m attnet.bench model --backbone tiny --segments 6 --size 112 --batch 16 --classes 8 \
+        --hidden 128 --amp bf16 --threads 1 --ops 8
 """
 from __future__ import annotations
 
@@ -49,6 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--amp", choices=list(runtime.PRECISION), default="off",
                    help="autocast dtype, CPU or CUDA (as optim.amp; fp16 steps through a GradScaler)")
+    p.add_argument("--ops", type=int, default=0, metavar="N",
+                   help="also print the N operators with the most self CPU time over 3 train steps (torch.profiler)")
     p.add_argument("--compare-authors", metavar="PATH", default=None,
                    help="checkout of ZhenxingZheng/attention-network to time beside ours")
     return p.parse_args(argv)
@@ -86,6 +92,18 @@ def step_flops(step: Callable[[], None]) -> int:
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops()
+
+
+def top_ops(step: Callable[[], None], top: int, steps: int = 3) -> list[tuple[str, float, float]]:
+    """(operator, self CPU ms per step, % of all self CPU time) of the `top` operators of `steps`
+    calls of `step`: where a CPU step's time goes (self times do not overlap, so shares add up)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [(e.key, e.self_cpu_time_total / 1e3 / steps, 100 * e.self_cpu_time_total / total) for e in events[:top]]
 
 
 def our_step(model, x, y, optimizer, criterion, rt: runtime.Runtime) -> Callable[[], None]:
@@ -190,6 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     achieved = flops / statistics.median(times["attnet"])
     print(f"attnet train step: {flops / 1e9:.1f} GFLOP, {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f}% "
           f"of the {str(peak_dtype).removeprefix('torch.')} matmul peak ({peak / 1e9:.1f} GFLOP/s, 4096^3, this run)")
+
+    if args.ops:
+        print(f"train step, self CPU time per operator (torch.profiler, 3 steps; top {args.ops}):")
+        for name, ms, share in top_ops(ours, args.ops):
+            print(f"  {name:40s} {ms:9.1f} ms/step {share:5.1f} %")
 
     model.eval()
     with torch.no_grad(), rt.autocast():

@@ -1,0 +1,23 @@
+"""`python -m attnet.bench model`: the step's figures and its per-operator CPU profile."""
+from attnet.bench.model import main, top_ops
+
+
+def test_op_profile_of_a_matmul_step_names_the_matmul_first_and_shares_add_up():
+    import torch
+    a = torch.randn(512, 512)
+
+    def step():
+        (a @ a).relu_()
+    ops = top_ops(step, top=50)
+    assert ops[0][0] == "aten::mm" and ops[0][2] > 50          # the matmul dominates a matmul + relu
+    assert "aten::relu_" in [name for name, _, _ in ops] or "aten::clamp_min_" in [name for name, _, _ in ops]
+    assert 99.0 < sum(share for _, _, share in ops) <= 100.0 + 1e-6
+
+
+def test_bench_model_prints_the_tiny_step_and_its_convolutions(capsys):
+    main(["--backbone", "tiny", "--segments", "2", "--size", "32", "--batch", "2", "--classes", "3", "--hidden", "16",
+          "--steps", "1", "--threads", "1", "--amp", "bf16", "--ops", "30"])
+    out = capsys.readouterr().out
+    assert "precision=bf16" in out and "median step" in out and "GFLOP" in out
+    profile = out.split("self CPU time per operator")[1]
+    assert "aten::convolution_backward" in profile and "aten::mkldnn_convolution" in profile
