@@ -405,10 +405,13 @@ def write_table(frame: pd.DataFrame, path_stem: str | Path, note: str = "") -> N
     stem.with_suffix(".md").write_text((note.strip() + "\n\n" if note else "") + to_markdown(frame) + under)
 
 
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=project_root())
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                           cwd=project_root()).stdout.strip()
+def git_commit(root: Path | None = None) -> str:
+    """The checkout's commit, "+local changes" when tracked files outside results/ differ from it
+    (results/ is what reproduce rewrites: a --resume call over committed results is still that commit)."""
+    root = root or project_root()
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+                           capture_output=True, text=True, cwd=root).stdout.strip()
     return (out.stdout.strip() or "unknown") + ("+local changes" if dirty else "")
 
 

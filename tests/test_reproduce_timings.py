@@ -36,3 +36,24 @@ def test_a_table_from_before_the_command_column_reads_as_an_earlier_call(tmp_pat
     pd.DataFrame({"notebook": ["03_ablation"], "seconds": [60.0]}).to_csv(path, index=False)
     table = merge_timings(path, [row("05_results", 6.0, "`new`", "bbb")], keep=True)
     assert made_by(table) == "an earlier call at commit unknown (03_ablation: 1.0 min); `new` at commit bbb (05_results: 0.1 min)."
+
+
+def test_the_commit_is_dirty_for_code_changes_but_not_for_rewritten_results(tmp_path):
+    import subprocess
+
+    from attnet.reproduce import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "t.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = git_commit(tmp_path)
+    assert len(clean) >= 7 and "+" not in clean
+    (tmp_path / "results" / "t.md").write_text("new\n")          # what reproduce writes
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "+local changes"
