@@ -351,8 +351,7 @@ def ablation_table(runs: pd.DataFrame, reference: str = REFERENCE, level: float 
             row["call"] = "reference"
         elif diffs is not None and config in diffs.index:
             d = diffs.loc[config]
-            interval = stats.Interval(d["diff"], d["low"], d["high"], int(d["pairs"]), float("nan"))
-            row[f"Δ vs {reference}"], row["call"] = stats.mean_text(interval, signed=True), d["call"]
+            row[f"Δ vs {reference}"], row["call"] = stats.difference_text(d), d["call"]
         failed = group[group["status"] == "failed"]
         row["status"] = "done" if failed.empty else f"failed: {failed['error'].iloc[0]}"
         out.append(row)

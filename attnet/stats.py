@@ -165,3 +165,8 @@ def mean_text(interval: Interval, digits: int = 1, signed: bool = False) -> str:
     if math.isnan(interval.low):
         return f"{interval.mean:{sign}.{digits}f}"
     return f"{interval.mean:{sign}.{digits}f} [{interval.low:{sign}.{digits}f}, {interval.high:{sign}.{digits}f}]"
+
+
+def difference_text(row) -> str:
+    """A row of paired_differences as "+1.2 [-0.3, +2.7]"."""
+    return mean_text(Interval(row["diff"], row["low"], row["high"], int(row["pairs"]), float("nan")), signed=True)

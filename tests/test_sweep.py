@@ -1,4 +1,5 @@
 """The difficulty sweep's derived presets and its table, without training."""
+import dataclasses
 import math
 
 import numpy as np
@@ -16,8 +17,18 @@ def test_a_derived_preset_is_the_base_with_a_difficulty_its_own_root_and_name(tm
     cfg, base = load_config(path), load_config("synthetic-smoke")
     assert cfg.preset == "synthetic-smoke-d1.5" and cfg.data.root == base.data.root + "-d1.5"
     assert cfg.data.synthetic == {**base.data.synthetic, "difficulty": 1.5}
-    assert cfg.model == base.model and cfg.optim == base.optim
+    assert cfg.model == base.model
+    # harder, longer: 4 epochs x (1 + 1.5); the rest of optim as the base's
+    assert cfg.optim.epochs == 10 and dataclasses.replace(cfg.optim, epochs=base.optim.epochs) == base.optim
     assert load_config(sweep.difficulty_preset("synthetic-smoke", 0, tmp_path, data_root="/d")).data.root == "/d-d0"
+
+
+def test_at_the_presets_own_difficulty_the_sweep_trains_the_preset_itself_so_its_runs_serve(tmp_path):
+    assert sweep.sweep_preset("synthetic-smoke", 0, tmp_path / "presets", data_root="/d") == ("synthetic-smoke", "/d")
+    assert not (tmp_path / "presets").exists()                 # no derived preset written
+    name, root = sweep.sweep_preset("synthetic-smoke", 0.5, tmp_path / "presets", data_root="/d")
+    assert root is None and load_config(name).data.root == "/d-d0.5" and load_config(name).optim.epochs == 6
+    assert [sweep.difficulty_epochs(20, d) for d in (0, 0.5, 1, 2)] == [20, 30, 40, 60]
 
 
 def test_only_synthetic_presets_and_non_negative_difficulties_are_swept(tmp_path):
@@ -30,21 +41,28 @@ def test_only_synthetic_presets_and_non_negative_difficulties_are_swept(tmp_path
 
 
 def test_the_difficulty_table_has_one_interval_per_difficulty_and_configuration(tmp_path):
-    runs = pd.DataFrame({"difficulty": [0.0] * 4 + [1.0] * 3,
-                         "config": ["GP only"] * 3 + ["full model"] + ["GP only"] * 3,
-                         "seed": [0, 1, 2, 0, 0, 1, 2], "status": ["done"] * 6 + ["failed"],
-                         "test.top1": [80.0, 90.0, 85.0, 95.0, 50.0, 70.0, np.nan]})
+    runs = pd.DataFrame({"difficulty": [0.0] * 7 + [1.0] * 3,
+                         "config": ["GP only"] * 3 + ["full model"] + ["SA + GP (fusion layer)"] * 3 + ["GP only"] * 3,
+                         "seed": [0, 1, 2, 0, 0, 1, 2, 0, 1, 2], "status": ["done"] * 9 + ["failed"],
+                         "test.top1": [80.0, 90.0, 85.0, 95.0, 84.0, 95.0, 89.0, 50.0, 70.0, np.nan],
+                         "train.top1": [91.0, 88.0, 95.0, 99.0, 90.0, 92.0, 97.5, 60.0, 75.0, np.nan]})
     table = sweep.difficulty_table(runs).set_index(["difficulty", "configuration"])
     # 80, 90, 85: mean 85, sd 5, half-width 4.302653 * 5 / sqrt(3) = 12.4207
     row = table.loc[(0.0, "GP only")]
     assert row["top1"] == 85 and row["high"] == pytest.approx(97.4207, abs=1e-4) and row["seeds"] == "3/3"
+    assert row["last-epoch train top-1 (min)"] == 88.0 and row["call"] == "reference"
     assert math.isnan(table.loc[(0.0, "full model"), "low"]) and table.loc[(0.0, "full model"), "top-1"] == "95.0"
+    # one pair (seed 0): 95 - 80 = +15, no interval
+    assert table.loc[(0.0, "full model"), ["Δ vs GP only", "call"]].tolist() == ["+15.0", "n < 2"]
+    # SA + GP minus GP, seed by seed: 4, 5, 4: mean 4.333, sd 0.57735, half-width 4.302653 * 0.57735 / sqrt(3) = 1.4342
+    assert table.loc[(0.0, "SA + GP (fusion layer)"), ["Δ vs GP only", "call"]].tolist() == ["+4.3 [+2.9, +5.8]", "better"]
     # 50, 70 (the failed seed 2 left out): mean 60, sd 14.1421, t_{0.975,1} = 12.7062 -> half-width 127.06
     assert table.loc[(1.0, "GP only"), "seeds"] == "2/3"
     assert table.loc[(1.0, "GP only"), "low"] == pytest.approx(60 - 12.7062 * 14.1421 / math.sqrt(2), abs=1e-2)
     fig = viz.difficulty_chart(sweep.difficulty_table(runs), path=tmp_path / "d.png")
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["GP only", "full model"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["GP only", "full model",
+                                                                            "SA + GP (fusion layer)"]
 
 
 def test_the_pooling_probe_loses_the_class_in_the_global_average_but_not_in_the_actors_box():

@@ -66,7 +66,8 @@ def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(worksp
     probe = pd.read_csv(f"{workspace['results_dir']}/tables/difficulty_probe_synthetic-smoke.csv")
     assert probe["difficulty"].tolist() == [0, 1] and probe["test_videos"].eq(24).all()   # 8 classes x 3
     runs = sorted(os.listdir(f"{workspace['results_dir']}/runs"))
-    assert {"synthetic-smoke-d0_gp_sru_seed0", "synthetic-smoke-d1_gp_sru_seed0"} <= set(runs)   # one per difficulty
+    # one per difficulty: at the preset's own difficulty, the preset's own run (the ablation's, when it exists)
+    assert {"synthetic-smoke_gp_sru_seed0", "synthetic-smoke-d1_gp_sru_seed0"} <= set(runs)
     meta = json.loads(open(f"{workspace['data_root']}-d1/meta.json").read())
     assert meta["difficulty"] == 1.0 and meta["num_classes"] == 4      # the smoke set, made harder
     images = [o for cell in nbformat.read(out, as_version=4).cells if cell.cell_type == "code"
