@@ -57,7 +57,13 @@ def on_main(fn: Callable[[], T], info: DistInfo) -> T:
             error = err
     outcome, shared = broadcast((outcome, error), info)
     if shared is not None:
-        raise error or shared              # rank 0 keeps its original traceback
+        try:
+            raise error or shared          # rank 0 keeps its original traceback
+        finally:
+            # No cycle frame -> exception -> traceback -> frame: with one, the caller's frames (a
+            # DDP model among their locals) outlive the handled exception until the GC runs, and a
+            # DDP model freed after its process group aborts the process at exit.
+            error = shared = None
     return outcome
 
 

@@ -10,6 +10,8 @@ Under torchrun every rank gets the GPU of its LOCAL_RANK; one process honours ru
 """
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import random
 from dataclasses import dataclass
@@ -122,9 +124,20 @@ def start(device: str = "auto", amp: str = "off", threads: int | None = None, se
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if where.type == "cuda" else "gloo",
                                 device_id=where if where.type == "cuda" else None)
+        atexit.register(shutdown)
     if dist.is_initialized():
         rank = dist.get_rank()
     return Runtime(rank=rank, world_size=world, device=where, amp=amp, seed=seed)
+
+
+def shutdown() -> None:
+    """Leave the process group (at exit, or when a worker is done): after the models that use it.
+    A DDP model still alive in a reference cycle (a traceback's frames) when its group is
+    destroyed makes the process abort at exit ("terminate called without an active exception"),
+    so cycles are collected first."""
+    if dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()
 
 
 def from_config(cfg: Config) -> Runtime:

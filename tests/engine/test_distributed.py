@@ -1,11 +1,13 @@
 """Two gloo processes on CPU: the same initial weights but each rank its own frame offsets and
 crops, identical weights after DDP steps, a distributed evaluation that equals the single-process
 one (odd test set: the sampler pads, nothing is counted twice), rank 0's decisions shared (a run
-that exists, a resume refused)."""
+that exists, a resume refused), and a process group left after the models that use it."""
+import gc
 import hashlib
 import json
 import os
 import socket
+import weakref
 
 import pandas as pd
 import pytest
@@ -60,7 +62,7 @@ def _worker(rank: int, world: int, port: int, overrides: list, out: str, task: s
             with open(f"{out}/metrics{rank}.json", "w") as f:
                 json.dump(metrics, f)
     finally:
-        torch.distributed.destroy_process_group()
+        runtime.shutdown()
 
 
 def _decide(rank: int, out: str, rt) -> None:
@@ -156,3 +158,59 @@ def test_ddp_ranks_agree_rank0_decides_and_distributed_eval_equals_single_proces
     assert len(ddp) == 4 * 9 and list(ddp["video"]) == list(one["video"])
     score_columns = [c for c in one.columns if c.startswith("s") and c[1:].isdigit()]
     assert ddp[score_columns].to_numpy() == pytest.approx(one[score_columns].to_numpy(), abs=1e-5)
+
+
+def _cycle_free(call) -> bool:
+    """Whether the locals of a frame that `call` fails in are freed by reference counting alone
+    once the error is handled (no reference cycle keeps them until the GC runs)."""
+    gc.disable()
+    try:
+        ref = None
+
+        def caller():
+            nonlocal ref
+            model = torch.nn.Linear(2, 2)
+            ref = weakref.ref(model)
+            call()
+        try:
+            caller()
+        except RunExists:
+            pass
+        return ref() is None
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_an_error_on_main_shares_leaves_no_cycle_holding_the_callers_model(rank, monkeypatch):
+    # rank 0 raises its own error, rank 1 the one broadcast to it; either way the caller's model
+    # (a DDP model in fit) must go with the handled error, before the process group is destroyed
+    def refuse():
+        raise RunExists("no")
+    monkeypatch.setattr(distributed, "broadcast", lambda obj, info: obj if info.rank == 0 else (None, RunExists("no")))
+    assert _cycle_free(lambda: distributed.on_main(refuse, distributed.DistInfo(rank=rank, world_size=2)))
+
+
+def test_shutdown_frees_a_ddp_model_held_in_a_cycle_before_it_destroys_the_group():
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+    gc.disable()
+    try:
+        net = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+        ref, loop = weakref.ref(net), [net]
+        loop.append(loop)                      # alive until the GC runs
+        del net, loop
+        assert ref() is not None
+        destroyed = []
+        real = torch.distributed.destroy_process_group
+        torch.distributed.destroy_process_group = lambda: (destroyed.append(ref() is None), real())
+        try:
+            runtime.shutdown()
+        finally:
+            torch.distributed.destroy_process_group = real
+        assert destroyed == [True] and not torch.distributed.is_initialized()
+        runtime.shutdown()                     # again, or without a group: nothing to do
+    finally:
+        gc.enable()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
