@@ -240,46 +240,50 @@ def registry_table(causes=tuple(CAUSES)) -> pd.DataFrame:
                          for n in causes])
 
 
-TEXT_COLUMNS = ["experiment", "seeds", "top-1", "SA mass in box", "SA pointing", "LA mass in box", "LA pointing",
-                "Δ SA mass", "SA call", "Δ LA mass", "LA call"]
+MEASURES = (("mass", "mass in box", "mass"), ("hit", "pointing", "pointing"))   # (key, column, short name)
+TEXT_COLUMNS = (["experiment", "seeds", "top-1"]
+                + [f"{s} {label}" for s in ("SA", "LA") for _, label, _ in MEASURES]
+                + [c for s in ("SA", "LA") for _, _, short in MEASURES for c in (f"Δ {s} {short}", f"{s} {short} call")])
 
 
 def causes_table(runs: pd.DataFrame, bounds: dict, level: float = 0.95) -> pd.DataFrame:
     """One row per experiment (the reference first): finished seeds, means over seeds with their
-    t-intervals (top-1, SA / LA mass in box and pointing game, %), and the paired difference to
-    the reference in mass in box with its call; then uniform attention (floor) and the oracle
-    (ceiling). TEXT_COLUMNS are for reading; numeric columns (<stream>_mass, _low, _high and
-    d<stream>_mass, _low, _high) are for viz.causes_chart."""
+    t-intervals (top-1, SA / LA mass in box and pointing game, %), and the paired differences to
+    the reference in mass in box and in pointing, each with its call; then uniform attention
+    (floor) and the oracle (ceiling). TEXT_COLUMNS are for reading; numeric columns
+    (<stream>_mass, _low, _high and d<stream>_mass, _low, _high) are for viz.causes_chart."""
     done = runs[runs["status"] == "done"]
-    diffs = {s: stats.paired_differences(runs, REFERENCE, f"{s}.mass", level=level).set_index("config")
-             for s in STREAMS if f"{s}.mass" in runs}
+    diffs = {(s, key): stats.paired_differences(runs, REFERENCE, f"{s}.{key}", level=level).set_index("config")
+             for s in STREAMS for key, _, _ in MEASURES if f"{s}.{key}" in runs}
     rows = []
     for name, group in runs.groupby("config", sort=False):
         ok = done[done["config"] == name]
         row = {"experiment": name, "seeds": f"{len(ok)}/{len(group)}",
                "top-1": stats.mean_text(stats.t_interval(ok.get("test.top1", []), level))}
         for s in STREAMS:
-            for value, label in (("mass", "mass in box"), ("hit", "pointing")):
-                interval = stats.t_interval(ok.get(f"{s}.{value}", []), level)
+            for key, label, short in MEASURES:
+                interval = stats.t_interval(ok.get(f"{s}.{key}", []), level)
                 row[f"{s.upper()} {label}"] = stats.mean_text(interval)
-                if value == "mass":
+                diff = diffs[s, key].loc[name] if (s, key) in diffs and name in diffs[s, key].index else None
+                if diff is not None and name != REFERENCE:
+                    row |= {f"Δ {s.upper()} {short}": stats.difference_text(diff),
+                            f"{s.upper()} {short} call": diff["call"]}
+                else:
+                    row |= {f"Δ {s.upper()} {short}": "",
+                            f"{s.upper()} {short} call": "reference" if name == REFERENCE else ""}
+                if key == "mass":
                     row |= {f"{s}_mass": interval.mean, f"{s}_low": interval.low, f"{s}_high": interval.high}
-            diff = diffs[s].loc[name] if s in diffs and name in diffs[s].index else None
-            if diff is not None and name != REFERENCE:
-                interval = stats.Interval(diff["diff"], diff["low"], diff["high"], int(diff["pairs"]), np.nan)
-                row |= {f"Δ {s.upper()} mass": stats.mean_text(interval, signed=True), f"{s.upper()} call": diff["call"],
-                        f"d{s}_mass": diff["diff"], f"d{s}_low": diff["low"], f"d{s}_high": diff["high"]}
-            else:
-                row |= {f"Δ {s.upper()} mass": "", f"{s.upper()} call": "reference" if name == REFERENCE else ""}
+                    if diff is not None and name != REFERENCE:
+                        row |= {f"d{s}_mass": diff["diff"], f"d{s}_low": diff["low"], f"d{s}_high": diff["high"]}
         rows.append(row)
     for label, key in (("uniform attention (floor)", "uniform"), ("oracle attention (ceiling)", "oracle")):
         row = {"experiment": label, "seeds": "", "top-1": ""}
         for s in STREAMS:
             row |= {f"{s.upper()} mass in box": f"{bounds[f'{key}.mass']:.1f}",
-                    f"{s.upper()} pointing": f"{bounds[f'{key}.hit']:.1f}", f"{s}_mass": bounds[f"{key}.mass"],
-                    f"Δ {s.upper()} mass": "", f"{s.upper()} call": ""}
+                    f"{s.upper()} pointing": f"{bounds[f'{key}.hit']:.1f}", f"{s}_mass": bounds[f"{key}.mass"]}
         rows.append(row)
     table = pd.DataFrame(rows)
+    table[TEXT_COLUMNS] = table[TEXT_COLUMNS].fillna("")
     return table[TEXT_COLUMNS + [c for c in table.columns if c not in TEXT_COLUMNS]]
 
 

@@ -48,10 +48,11 @@ def _runs() -> pd.DataFrame:
     for seed, (top1, sa, la) in enumerate([(60, 3, 4), (70, 4, 4), (80, 5, 4)]):
         rows.append({"config": "full model", "seed": seed, "status": "done", "test.top1": top1,
                      "sa.mass": sa, "sa.hit": 10.0, "la.mass": la, "la.hit": 20.0})
-    # experiment: SA mass 5, 7, 9 (paired differences 2, 3, 4); LA 4, 5, 3 (0, 1, -1); seed 3 failed
-    for seed, (top1, sa, la) in enumerate([(60, 5, 4), (60, 7, 5), (60, 9, 3)]):
+    # experiment: SA mass 5, 7, 9 (paired differences 2, 3, 4); LA 4, 5, 3 (0, 1, -1); SA pointing
+    # 25, 30, 35 (differences 15, 20, 25); seed 3 failed
+    for seed, (top1, sa, la, hit) in enumerate([(60, 5, 4, 25.0), (60, 7, 5, 30.0), (60, 9, 3, 35.0)]):
         rows.append({"config": "lighting cue", "seed": seed, "status": "done", "test.top1": top1,
-                     "sa.mass": sa, "sa.hit": 30.0, "la.mass": la, "la.hit": 20.0})
+                     "sa.mass": sa, "sa.hit": hit, "la.mass": la, "la.hit": 20.0})
     rows.append({"config": "lighting cue", "seed": 3, "status": "failed", "test.top1": np.nan,
                  "sa.mass": np.nan, "sa.hit": np.nan, "la.mass": np.nan, "la.hit": np.nan})
     return pd.DataFrame(rows)
@@ -64,13 +65,17 @@ def test_the_table_gives_t_intervals_and_paired_differences_computed_by_hand():
     ref, exp = table.loc["full model"], table.loc["lighting cue"]
     assert ref["seeds"] == "3/3" and exp["seeds"] == "3/4"
     assert ref["top-1"] == f"70.0 [{70 - 10 * half:.1f}, {70 + 10 * half:.1f}]"        # sd 10
-    assert ref["SA mass in box"] == "4.0 [1.5, 6.5]" and ref["SA call"] == "reference"
+    assert ref["SA mass in box"] == "4.0 [1.5, 6.5]" and ref["SA mass call"] == ref["SA pointing call"] == "reference"
     assert ref["sa_low"] == pytest.approx(4 - half, abs=1e-4)
     assert exp["SA mass in box"] == "7.0 [2.0, 12.0]"                                  # sd 2
-    assert exp["Δ SA mass"] == "+3.0 [+0.5, +5.5]" and exp["SA call"] == "better"
+    assert exp["Δ SA mass"] == "+3.0 [+0.5, +5.5]" and exp["SA mass call"] == "better"
     assert exp["dsa_low"] == pytest.approx(3 - half, abs=1e-4)
-    assert exp["Δ LA mass"] == "+0.0 [-2.5, +2.5]" and exp["LA call"] == "no difference"
-    assert exp["SA pointing"] == "30.0 [30.0, 30.0]"
+    assert exp["Δ LA mass"] == "+0.0 [-2.5, +2.5]" and exp["LA mass call"] == "no difference"
+    # pointing, sd 5: half-width 4.302653 * 5 / sqrt(3) = 12.42; the same LA pointing on every seed: no difference
+    assert exp["SA pointing"] == "30.0 [17.6, 42.4]"
+    assert exp["Δ SA pointing"] == "+20.0 [+7.6, +32.4]" and exp["SA pointing call"] == "better"
+    assert exp["Δ LA pointing"] == "+0.0 [+0.0, +0.0]" and exp["LA pointing call"] == "no difference"
+    assert table.loc["uniform attention (floor)", "SA pointing call"] == ""
     assert list(table.index[-2:]) == ["uniform attention (floor)", "oracle attention (ceiling)"]
     assert table.loc["uniform attention (floor)", "LA mass in box"] == "4.4"
     assert table.loc["oracle attention (ceiling)", "SA pointing"] == "90.0"
@@ -82,7 +87,7 @@ def test_a_worse_experiment_is_called_worse():
     runs.loc[runs["config"] == "lighting cue", "la.mass"] = [2.0, 2.5, 1.5, np.nan]    # differences -2, -1.5, -2.5
     row = causes.causes_table(runs, {"uniform.mass": 4, "uniform.hit": 4, "oracle.mass": 60, "oracle.hit": 90}
                               ).set_index("experiment").loc["lighting cue"]
-    assert row["LA call"] == "worse" and row["Δ LA mass"].startswith("-2.0 [")
+    assert row["LA mass call"] == "worse" and row["Δ LA mass"].startswith("-2.0 [")
 
 
 def test_run_causes_refuses_an_unknown_cause_and_a_dataset_without_boxes(tmp_path):

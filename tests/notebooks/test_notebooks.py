@@ -92,7 +92,7 @@ def test_causes_notebook_writes_its_table_and_figure_and_04_then_shows_the_table
     table = pd.read_csv(f"{tables}/attention_causes_synthetic-smoke.csv")
     assert table["experiment"].tolist() == ["full model", *chosen, "uniform attention (floor)",
                                             "oracle attention (ceiling)"]
-    assert table["seeds"].iloc[:4].eq("2/2").all() and table["SA call"].iloc[0] == "reference"
+    assert table["seeds"].iloc[:4].eq("2/2").all() and table["SA mass call"].iloc[0] == "reference"
     runs = pd.read_csv(f"{tables}/attention_causes_runs_synthetic-smoke.csv")
     assert runs[["sa.mass", "la.mass"]].notna().all().all() and runs["sa.mass"].between(0, 100).all()
     assert set(runs["run"]) >= {"synthetic-smoke-objpre_gp+sa+la_sru_seed1", "synthetic-smoke_gp+sa+la_sru_nofusion_seed0",
