@@ -208,7 +208,9 @@ def run_causes(seeds, preset: str, results_dir: str, data_root: str | None = Non
         pretraining = pretrain_coverage(preset, Path(results_dir) / "pretrained" / f"{cfg.preset}-coverage.pth",
                                         data_root, epochs=pretrain_epochs or context["epochs"], resume=resume,
                                         device=device)
-        context["pretrained"] = str(Path(pretraining["file"]).resolve())
+        # as given, like data.root: relative to the working directory (the checkout) when results_dir is,
+        # so the derived preset written into results/ names no path of this machine
+        context["pretrained"] = str(pretraining["file"])
     # derived presets carry the data root and epochs themselves (run_ablation's would override theirs)
     common = _merge({"data": {"root": data_root}} if data_root else {}, {"optim": {"epochs": epochs}} if epochs else {})
     train = dict(results_dir=results_dir, resume=resume, jobs=jobs)

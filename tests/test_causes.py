@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from attnet import causes
 from attnet.config import load_config
@@ -110,3 +111,19 @@ def test_the_coverage_pretraining_loss_decreases_and_its_backbone_loads(tmp_path
     stamp = out.stat().st_mtime_ns
     assert causes.pretrain_coverage("synthetic-smoke", out, data_root=str(tmp_path / "data"), epochs=4) == report
     assert out.stat().st_mtime_ns == stamp                      # a finished pretraining is reused
+
+
+def test_the_pretrained_preset_names_the_weights_as_results_dir_does_relative_to_the_checkout(tmp_path, monkeypatch):
+    # a relative results_dir (what `attnet reproduce` passes inside the checkout) gives a relative
+    # model.pretrained, like data.root: the committed preset names no path of the machine that ran it
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    monkeypatch.setattr(causes, "pretrain_coverage", lambda preset, out_file, *a, **k: {"file": str(out_file)})
+    monkeypatch.setattr(causes.synthetic, "ensure", lambda *a, **k: None)
+    monkeypatch.setattr(causes, "run_ablation", lambda configs, seeds, preset, *a, **k: calls.append(preset) or
+                        pd.DataFrame({"config": list(configs), "seed": [0], "run": ["r"], "status": ["failed"]}))
+    with pytest.raises(RuntimeError, match="finished for no seed"):
+        causes.run_causes([0], "synthetic-smoke", "results", causes=["object-aware features"])
+    derived = yaml.safe_load(open("results/presets/synthetic-smoke-objpre.yaml"))
+    assert derived["model"]["pretrained"] == "results/pretrained/synthetic-smoke-coverage.pth"
+    assert calls[-1] == str((tmp_path / "results/presets/synthetic-smoke-objpre.yaml").resolve())
