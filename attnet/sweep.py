@@ -81,11 +81,15 @@ def run_difficulty_sweep(difficulties, seeds, preset: str, results_dir: str, dat
     return pd.concat(frames, ignore_index=True)
 
 
+TEXT_COLUMNS = ["difficulty", "configuration", "seeds", "top-1", "last-epoch train top-1 (min)", "Δ vs GP only", "call"]
+
+
 def difficulty_table(runs: pd.DataFrame, reference: str = "GP only", level: float = 0.95) -> pd.DataFrame:
     """Per difficulty and configuration: finished seeds, the mean test top-1 and its t-interval
     (NaN below 2 seeds), the lowest final-epoch train top-1 (convergence), and the paired
     difference to `reference` at that difficulty (seed by seed) with its t-interval and call:
-    where attention starts to pay."""
+    where attention starts to pay. TEXT_COLUMNS (for the default reference) are for reading;
+    top1, low and high are for viz.difficulty_chart."""
     rows = []
     for difficulty, at in runs.groupby("difficulty", sort=False):
         done_at = at[at["status"] == "done"]

@@ -46,6 +46,7 @@ def test_the_difficulty_table_has_one_interval_per_difficulty_and_configuration(
                          "seed": [0, 1, 2, 0, 0, 1, 2, 0, 1, 2], "status": ["done"] * 9 + ["failed"],
                          "test.top1": [80.0, 90.0, 85.0, 95.0, 84.0, 95.0, 89.0, 50.0, 70.0, np.nan],
                          "train.top1": [91.0, 88.0, 95.0, 99.0, 90.0, 92.0, 97.5, 60.0, 75.0, np.nan]})
+    assert list(sweep.difficulty_table(runs)[sweep.TEXT_COLUMNS].columns) == sweep.TEXT_COLUMNS
     table = sweep.difficulty_table(runs).set_index(["difficulty", "configuration"])
     # 80, 90, 85: mean 85, sd 5, half-width 4.302653 * 5 / sqrt(3) = 12.4207
     row = table.loc[(0.0, "GP only")]

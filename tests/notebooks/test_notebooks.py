@@ -61,8 +61,8 @@ def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(worksp
                                    "sweep_configs": ["GP only"], "probe_videos": 3})
     table = pd.read_csv(f"{workspace['results_dir']}/tables/difficulty_synthetic-smoke.csv")
     assert list(zip(table["difficulty"], table["configuration"])) == [(0.0, "GP only"), (1.0, "GP only")]
-    assert table["seeds"].eq("1/1").all() and table["top1"].between(0, 100).all()
-    assert table["low"].isna().all()                                   # one seed: no interval
+    assert table["seeds"].eq("1/1").all() and table["top-1"].astype(float).between(0, 100).all()   # one seed: no interval
+    assert table["call"].eq("reference").all() and table["last-epoch train top-1 (min)"].between(0, 100).all()
     probe = pd.read_csv(f"{workspace['results_dir']}/tables/difficulty_probe_synthetic-smoke.csv")
     assert probe["difficulty"].tolist() == [0, 1] and probe["test_videos"].eq(24).all()   # 8 classes x 3
     runs = sorted(os.listdir(f"{workspace['results_dir']}/runs"))
