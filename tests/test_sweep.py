@@ -62,6 +62,12 @@ def test_the_difficulty_table_has_one_interval_per_difficulty_and_configuration(
     assert table.loc[(1.0, "GP only"), "low"] == pytest.approx(60 - 12.7062 * 14.1421 / math.sqrt(2), abs=1e-2)
     fig = viz.difficulty_chart(sweep.difficulty_table(runs), path=tmp_path / "d.png")
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
+    # GP only has a seed below 90 % train at both difficulties (88; 60): those points are drawn
+    # open, at their means; the full model (99) and SA + GP (90) are not
+    from matplotlib.collections import PathCollection
+    opened = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert len(opened) == 1 and opened[0].get_offsets()[:, 1].tolist() == [85.0, 60.0]
+    assert "not converged" in fig.axes[0].get_title()
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["GP only", "full model",
                                                                             "SA + GP (fusion layer)"]
 
