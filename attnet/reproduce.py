@@ -415,15 +415,17 @@ def git_commit(root: Path | None = None) -> str:
 
 
 TIMINGS_NOTE = ("Wall time of each notebook (s), and the command and commit of the `attnet reproduce` call that last "
-                "ran it: a call with --only replaces its notebooks' rows and keeps the others.")
+                "ran it: a call replaces the rows of the notebooks it ran and keeps the others.")
 
 
-def merge_timings(path: Path, timings: list[dict], keep: bool) -> pd.DataFrame:
-    """This call's notebook timings over the earlier table at `path` when `keep` (an --only call
-    reruns some notebooks: the rows of the others still describe the results they made)."""
-    earlier = pd.read_csv(path) if keep and path.is_file() else pd.DataFrame(columns=["notebook"])
-    table = pd.concat([earlier[~earlier["notebook"].isin([t["notebook"] for t in timings])], pd.DataFrame(timings)])
+def merge_timings(path: Path, timings: list[dict]) -> pd.DataFrame:
+    """This call's notebook timings over the earlier table at `path`: the rows of notebooks it did
+    not run (an --only call's others; 07 and 08 after a default call) still describe the results
+    those notebooks made. Rows of notebooks the kit no longer has go."""
     order = {name: i for i, name in enumerate(NOTEBOOKS + EXTRAS)}
+    earlier = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["notebook"])
+    earlier = earlier[earlier["notebook"].isin(order) & ~earlier["notebook"].isin([t["notebook"] for t in timings])]
+    table = pd.concat([earlier, pd.DataFrame(timings)])
     return table.sort_values("notebook", key=lambda names: names.map(order)).reset_index(drop=True)
 
 
@@ -512,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     total = time.perf_counter() - started
     for row in timings:
         row.update(command=f"`{command}`", commit=commit)
-    table = merge_timings(results / "tables" / f"reproduce_timings_{preset}.csv", timings, keep=args.only is not None)
+    table = merge_timings(results / "tables" / f"reproduce_timings_{preset}.csv", timings)
     write_table(table, results / "tables" / f"reproduce_timings_{preset}", note=TIMINGS_NOTE)
     write_index(results, made_by(table))
     from attnet.replicate import write_machine

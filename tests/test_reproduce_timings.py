@@ -15,8 +15,7 @@ def test_an_only_call_replaces_its_rows_and_keeps_the_others_in_notebook_order(t
     pd.DataFrame([row("03_ablation", 4000.0, full, "aaa"), row("04_attention", 15.0, full, "aaa"),
                   row("05_results", 5.0, full, "aaa")]).to_csv(path, index=False)
     only = "`attnet reproduce --resume --only 08_attention_causes 04_attention`"
-    table = merge_timings(path, [row("08_attention_causes", 2000.0, only, "bbb"), row("04_attention", 20.0, only, "bbb")],
-                          keep=True)
+    table = merge_timings(path, [row("08_attention_causes", 2000.0, only, "bbb"), row("04_attention", 20.0, only, "bbb")])
     assert table["notebook"].tolist() == ["03_ablation", "04_attention", "05_results", "08_attention_causes"]
     assert table["commit"].tolist() == ["aaa", "bbb", "aaa", "bbb"]
     assert table["seconds"].tolist() == [4000.0, 20.0, 5.0, 2000.0]
@@ -24,17 +23,19 @@ def test_an_only_call_replaces_its_rows_and_keeps_the_others_in_notebook_order(t
                               f"{only} at commit bbb (04_attention, 08_attention_causes: 33.7 min).")
 
 
-def test_a_full_call_starts_a_new_table(tmp_path):
+def test_a_default_call_keeps_the_extras_it_did_not_run_and_drops_unknown_notebooks(tmp_path):
     path = tmp_path / "t.csv"
-    pd.DataFrame([row("03_ablation", 4000.0, "`old`", "aaa")]).to_csv(path, index=False)
-    table = merge_timings(path, [row("00_quickstart", 9.0, "`new`", "bbb")], keep=False)
-    assert table.to_dict("records") == [row("00_quickstart", 9.0, "`new`", "bbb")]
+    pd.DataFrame([row("03_ablation", 4000.0, "`old`", "aaa"), row("07_difficulty", 39.0, "`only`", "aaa"),
+                  row("09_gone", 1.0, "`old`", "aaa")]).to_csv(path, index=False)
+    table = merge_timings(path, [row("00_quickstart", 9.0, "`new`", "bbb"), row("03_ablation", 4100.0, "`new`", "bbb")])
+    assert table.to_dict("records") == [row("00_quickstart", 9.0, "`new`", "bbb"), row("03_ablation", 4100.0, "`new`", "bbb"),
+                                        row("07_difficulty", 39.0, "`only`", "aaa")]
 
 
 def test_a_table_from_before_the_command_column_reads_as_an_earlier_call(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"notebook": ["03_ablation"], "seconds": [60.0]}).to_csv(path, index=False)
-    table = merge_timings(path, [row("05_results", 6.0, "`new`", "bbb")], keep=True)
+    table = merge_timings(path, [row("05_results", 6.0, "`new`", "bbb")])
     assert made_by(table) == "an earlier call at commit unknown (03_ablation: 1.0 min); `new` at commit bbb (05_results: 0.1 min)."
 
 
