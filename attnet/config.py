@@ -101,12 +101,27 @@ class RunConfig:
 
 
 @dataclass
+class Budget:
+    seeds: int = 5                      # paired seeds 0..seeds-1 of every ablation row (and of 07 / 08)
+    jobs: int | None = None             # runs trained at once; None: 2 on a multi-core CPU, 1 on a GPU
+
+
+@dataclass
+class ReproduceConfig:
+    """What `attnet reproduce` trains when not told otherwise, by the kind of device it finds: a GPU
+    affords more paired seeds than a 2-core CPU (narrower intervals, the same runs)."""
+    cpu: Budget = field(default_factory=Budget)
+    cuda: Budget = field(default_factory=Budget)
+
+
+@dataclass
 class Config:
     preset: str = "custom"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    reproduce: ReproduceConfig = field(default_factory=ReproduceConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -218,6 +233,10 @@ def validate(cfg: Config) -> Config:
     if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
         raise ConfigError(f"model.streams: must be a non-empty subset of [{', '.join(STREAMS)}] without repeats, "
                           f"got {streams}")
+    for kind, budget in asdict(cfg.reproduce).items():
+        for key, value in budget.items():
+            if value is not None and value <= 0:
+                raise ConfigError(f"reproduce.{kind}.{key}: must be > 0, got {value}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
     if cfg.data.split not in (1, 2, 3):

@@ -72,7 +72,11 @@ class TrainedRun:
 def trained_run(preset: str, results_dir: str = "results/smoke", resume: bool = True, data_root: str | None = None,
                 run_name: str | None = None, device: str = "auto") -> TrainedRun:
     """The preset's run (the full model, seed 0, unless `run_name` names another), trained first
-    if absent, its best checkpoint loaded through the engine's loader onto `device`."""
+    if absent, its best checkpoint loaded through the engine's loader onto `device`. A named run
+    that has finished is shown as it was trained, whatever the preset says now."""
+    named = Path(results_dir) / "runs" / run_name if run_name else None
+    if named is not None and (named / "final.json").is_file():
+        return finished_run(named, device)
     overrides = run_overrides(results_dir, resume, data_root) + [f"run.device={device}"]
     cfg = load_config(preset, overrides + ([f"run.name={run_name}"] if run_name else []))
     return finished_run(fit(cfg), device)

@@ -312,10 +312,45 @@ class ProgressFollower:
                 self.bar.update(1)
 
 
-def default_jobs() -> int:
-    """One run at a time on a GPU; two on a multi-core CPU (see run_ablation)."""
+def device_kind() -> str:
+    """"cuda" where torch sees a GPU, else "cpu": which of a preset's reproduce budgets applies."""
     import torch
-    return 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_jobs(kind: str) -> int:
+    """One run at a time on a GPU; two on a multi-core CPU (see run_ablation)."""
+    return 1 if kind == "cuda" else min(2, os.cpu_count() or 1)
+
+
+def budget(preset: str, kind: str, seeds: list[int] | None = None, jobs: int | None = None) -> tuple[list[int], int]:
+    """(seeds, jobs) of a reproduce call on a `kind` device: what the command line says, else the
+    preset's reproduce.<kind> budget, else default_jobs."""
+    chosen = getattr(load_config(preset).reproduce, kind)
+    return seeds or list(range(chosen.seeds)), jobs or chosen.jobs or default_jobs(kind)
+
+
+def fresh_runs(notebooks, preset: str, seeds, runs: Path) -> list[Path]:
+    """The finished runs that a call without --resume retrains, and so deletes first: the runs its
+    notebooks train and no others (a default call leaves 07's and 08's hours of runs in place).
+    07 and 08 reuse the ablation's runs (07 at difficulty 0, 08 its reference and the GA detach
+    row) and retrain only their own."""
+    full = ABLATIONS[REFERENCE]
+    ablation = {ablation_run_name(preset, spec, s) for spec in choose_ablations("all", preset=preset).values()
+                for s in seeds}
+    names = {ablation_run_name(preset, full, 0)} if {"02_train_eval", "04_attention", "06_transfer"} & set(notebooks) else set()
+    names |= ablation if "03_ablation" in notebooks else set()
+    patterns = [f"{preset}_transfer_*"] if "06_transfer" in notebooks else []
+    if "07_difficulty" in notebooks:        # its derived presets are <preset>-d<difficulty> (attnet.sweep)
+        patterns.append(f"{preset}-d*_*")
+    if "08_attention_causes" in notebooks:
+        from attnet.causes import CAUSES    # not at the top: attnet.causes imports this module
+        names |= {ablation_run_name(preset, {**full, **c.spec}, s) for c in CAUSES.values() if c.preset is None
+                  for s in seeds} - ablation
+        patterns += [f"{preset}-{c.tag}_*" for c in CAUSES.values() if c.preset is not None]
+    found = {p for p in runs.glob(f"{preset}*") if p.name in names}
+    found |= {p for pattern in patterns for p in runs.glob(pattern)}
+    return sorted(p for p in found if p.is_dir())
 
 
 def _last_line(err: Exception) -> str:
@@ -461,13 +496,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", choices=NOTEBOOKS + EXTRAS, default=None,
                         help=f"run only these notebooks ({', '.join(EXTRAS)} runs only when named)")
     parser.add_argument("--resume", action="store_true",
-                        help="keep this preset's finished runs (final.json); without it they are deleted and retrained")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds of the ablation")
+                        help="keep this preset's finished runs (final.json); without it the runs the called notebooks "
+                             "train are deleted and retrained")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seeds of the ablation (default: 0..N-1, N from the preset's reproduce.cpu / .cuda budget)")
     parser.add_argument("--results", default="results", help="where tables, figures and runs go")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs of every run (default: the preset's); fewer for a quick look")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="ablation runs trained at once (default: 1 on a GPU, 2 on a CPU with 2+ cores)")
+                        help="ablation runs trained at once (default: the preset's budget, else 1 on a GPU, "
+                             "2 on a CPU with 2+ cores)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     root = project_root()
@@ -483,8 +521,12 @@ def main(argv: list[str] | None = None) -> None:
         results = Path.cwd() / results
     command = "attnet reproduce " + " ".join(sys.argv[1:] if argv is None else argv)
     commit = git_commit()                 # before old runs go and the notebooks rewrite results/
-    if not args.resume:                   # a fresh reproduction: this preset's earlier runs go first
-        for old in sorted((results / "runs").glob(f"{preset}_*")):
+    kind = device_kind()
+    seeds, jobs = budget(preset, kind, args.seeds, args.jobs)
+    print(f"[reproduce] {kind}: seeds {seeds}, {jobs} run(s) at a time", flush=True)
+    notebooks = args.only or NOTEBOOKS
+    if not args.resume:                   # a fresh reproduction: the runs its notebooks make go first
+        for old in fresh_runs(notebooks, preset, seeds, results / "runs"):
             shutil.rmtree(old)
     # resume=True inside: later notebooks reuse the runs earlier ones made (04 and 06 use the
     # full model that 02 / 03 trained). Inside the checkout the notebooks (which run there) get
@@ -492,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
     inside = results.resolve().is_relative_to(root.resolve())
     params = {"preset": preset, "data_root": args.data_root,
               "results_dir": str(results.resolve().relative_to(root.resolve()) if inside else results),
-              "resume": True, "seeds": args.seeds, "configs": "all", "jobs": args.jobs or default_jobs(),
+              "resume": True, "seeds": seeds, "configs": "all", "jobs": jobs,
               "epochs": args.epochs}
     timings = []
     started = time.perf_counter()
@@ -500,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
         progress = Path(tmp) / "events.jsonl"
         os.environ[PROGRESS_ENV] = str(progress)        # inherited by the notebooks' kernels
         try:
-            for name in args.only or NOTEBOOKS:
+            for name in notebooks:
                 print(f"[reproduce] {name} ...", flush=True)
                 tic = time.perf_counter()
                 progress.unlink(missing_ok=True)           # each notebook's events on their own

@@ -29,6 +29,8 @@ LOCK_NAME = ".lock"
 CRASH_ENV = "ATTNET_CRASH_AT"      # "<point>:<epoch>", e.g. "after_checkpoint:2": SIGKILL there (fault tests)
 # may differ on --resume without being a change of the experiment
 RESUME_FREE = ("run.resume", "run.overwrite", "run.name", "run.device", "run.threads", "run.log_every")
+# where a finished run was trained, not what: it is reused (run.resume) whatever these say now
+FINISHED_FREE = RESUME_FREE + ("run.out_dir", "data.root", "data.workers", "data.cache")
 # what the checkpoint's tensors or optimizer state are made of: a resume cannot change them
 RESUME_FIXED = ("model.backbone", "model.streams", "model.fusion_layer", "model.temporal", "model.hidden_size",
                 "model.num_layers", "optim.name", "data.name", "run.out_dir")
@@ -137,6 +139,19 @@ def config_changes(saved: dict, cfg: Config) -> dict[str, tuple]:
     """{key: (recorded value, value now)} of the experiment settings that differ."""
     before, now = _flat(saved), _flat(cfg.to_dict())
     return {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v and k not in RESUME_FREE}
+
+
+def check_finished(run_dir: Path, cfg: Config) -> None:
+    """A finished run is reused only for the settings it was trained with: one trained under others
+    (another optim.epochs, say, after a preset changed) would enter a table as if made by the preset."""
+    path = run_dir / "config.yaml"
+    saved = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    changes = {k: v for k, v in config_changes(saved, cfg).items()
+               if k not in FINISHED_FREE and not k.startswith("reproduce.")}
+    if changes:
+        said = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        raise ValueError(f"{path}: this finished run was trained with other settings ({said}); retrain it with "
+                         "run.overwrite=true (attnet reproduce without --resume), or ask for its own settings")
 
 
 def record_config(run_dir: Path, cfg: Config, resumed_after: int | None = None) -> None:

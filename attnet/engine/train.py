@@ -93,6 +93,12 @@ def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
         raise RunExists(f"{run_dir}: a run of this name exists; pass run.resume=true to continue it, "
                         "run.overwrite=true to replace it, or another run.name")
     finished = (run_dir / "final.json").is_file()
+    if info.is_main and cfg.run.resume and finished:
+        try:
+            record.check_finished(run_dir, cfg)
+        except ValueError:
+            record.release(run_dir)
+            raise
     if info.is_main and not (cfg.run.resume and finished):
         if cfg.run.overwrite and not cfg.run.resume:
             record.clear(run_dir)

@@ -161,3 +161,16 @@ def test_final_json_names_how_the_tested_checkpoint_was_chosen():
     assert _summary(load_config("hmdb51", ["data.select_on_test=true"]))["selection"] == "test"
     assert _summary(load_config("hmdb51", ["data.val_fraction=0"]))["selection"] == "last epoch"
     assert _summary(load_config("synthetic", ["data.val_fraction=0"]))["selection"] == "val"   # its own val.txt
+
+
+def test_a_finished_run_is_reused_only_for_the_settings_it_was_trained_with(smoke_cfg, tmp_path):
+    """A preset that changes its epochs must not find its old runs passed off as new ones; where
+    the data or the runs folder live, and how many threads trained it, do not make a run stale."""
+    run = fit(smoke_cfg("run.name=r", "optim.epochs=1"))
+    final = (run / "final.json").read_text()
+    assert fit(smoke_cfg("run.name=r", "optim.epochs=1", "run.resume=true", "run.threads=1", "data.workers=0")) == run
+    with pytest.raises(ValueError, match=r"config.yaml: this finished run was trained with other settings "
+                                         r"\(optim.epochs: 1 -> 2\); retrain it with run.overwrite=true"):
+        fit(smoke_cfg("run.name=r", "optim.epochs=2", "run.resume=true"))
+    assert (run / "final.json").read_text() == final          # refused, not retrained
+    fit(smoke_cfg("run.name=r", "optim.epochs=1", "run.resume=true"))     # the lock was released

@@ -104,14 +104,17 @@ def test_causes_notebook_writes_its_table_and_figure_and_04_then_shows_the_table
               for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 1
     assert open(f"{workspace['results_dir']}/figures/attention_causes_synthetic-smoke.png", "rb").read()[:4] == b"\x89PNG"
-    execute("04_attention", tmp_path / "04.ipynb", {**workspace, "videos": [1], "max_videos": 2})
+    # 04 on 08's one-epoch reference, named: unnamed, 04 refuses it as not the preset's full model
+    execute("04_attention", tmp_path / "04.ipynb", {**workspace, "videos": [1], "max_videos": 2,
+                                                    "run_name": "synthetic-smoke_gp+sa+la_sru_seed0"})
     shown = [o["data"]["text/markdown"] for cell in nbformat.read(tmp_path / "04.ipynb", as_version=4).cells
              if cell.cell_type == "code" for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
     assert len(shown) == 1 and "| lighting cue |" in shown[0] and "--only 08_attention_causes" in shown[0]
 
 
 def test_attention_notebook_draws_figures(workspace, tmp_path):
-    execute("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [1]})
+    # the workspace's full model is 08's one-epoch run: resume=False retrains it as the preset's
+    execute("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [1], "resume": False})
     figures = f"{workspace['results_dir']}/figures"
     png = open(f"{figures}/attention_synthetic-smoke_video1.png", "rb").read()
     assert png[:4] == b"\x89PNG" and len(png) > 5000

@@ -1,0 +1,62 @@
+"""What `attnet reproduce` trains by itself: the preset's budget for the device it finds, and, on a
+call without --resume, which earlier runs it deletes to retrain."""
+import pytest
+import torch
+
+from attnet import reproduce
+from attnet.reproduce import ABLATIONS, ablation_run_name, budget, fresh_runs
+
+
+def test_a_gpu_takes_the_presets_bigger_budget_and_the_command_line_wins(monkeypatch):
+    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 2)
+    assert budget("synthetic", "cpu") == ([0, 1, 2, 3, 4], 2)
+    assert budget("synthetic", "cuda") == (list(range(20)), 4)
+    assert budget("synthetic", "cuda", seeds=[3, 7], jobs=1) == ([3, 7], 1)
+    assert budget("hmdb51", "cuda") == ([0, 1, 2, 3, 4], 1)          # no budget of its own: the defaults
+    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 1)
+    assert budget("hmdb51", "cpu") == ([0, 1, 2, 3, 4], 1)
+
+
+def test_reproduce_on_a_gpu_hands_the_notebooks_the_gpu_budget(monkeypatch, tmp_path, capsys):
+    """The whole command as on a CUDA machine (torch told it sees one), the notebooks replaced by a
+    recorder: the seeds and jobs they get are the preset's reproduce.cuda budget."""
+    seen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(reproduce, "execute", lambda name, output, params, cwd=None: seen.append((name, params)))
+    reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "--results", str(tmp_path / "res")])
+    assert [(name, p["seeds"], p["jobs"]) for name, p in seen] == [("03_ablation", list(range(20)), 4)]
+    assert "[reproduce] cuda: seeds [0, 1, 2" in capsys.readouterr().out
+
+
+def test_a_budget_of_no_seeds_is_refused_naming_the_key(tmp_path):
+    from attnet.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match=r"reproduce.cuda.seeds: must be > 0, got 0"):
+        load_config("synthetic", ["reproduce.cuda.seeds=0"])
+
+
+def test_a_fresh_call_deletes_the_runs_its_notebooks_train_and_no_others(tmp_path):
+    runs = tmp_path / "runs"
+    full, seeds = ABLATIONS["full model"], [0, 1]
+    names = {
+        "full0": ablation_run_name("synthetic", full, 0),                       # 02, 03, 04, 06 (and 08's reference)
+        "full1": ablation_run_name("synthetic", full, 1),
+        "gp1": ablation_run_name("synthetic", ABLATIONS["GP only"], 1),         # 03 only
+        "gp5": ablation_run_name("synthetic", ABLATIONS["GP only"], 5),         # a seed this call does not train
+        "detach1": ablation_run_name("synthetic", {**full, "ga_detach_gp": True}, 1),   # 03's row and 08's cause
+        "nofusion0": "synthetic_gp+sa+la_sru_nofusion_seed0",                   # 08's "g redundancy"
+        "patch0": "synthetic-patch_gp+sa+la_sru_seed0",                         # 08's receptive field
+        "d0.5": "synthetic-d0.5_gp_sru_seed0",                                  # 07 at difficulty 0.5
+        "transfer": "synthetic_transfer_fine-tuned",                            # 06
+        "smoke": "synthetic-smoke_gp+sa+la_sru_seed0",                          # another preset
+    }
+    for name in names.values():
+        (runs / name).mkdir(parents=True)
+
+    def deleted(*notebooks):
+        return {k for k, name in names.items() if runs / name in fresh_runs(notebooks, "synthetic", seeds, runs)}
+
+    assert deleted(*reproduce.NOTEBOOKS) == {"full0", "full1", "gp1", "detach1", "transfer"}
+    assert deleted("08_attention_causes") == {"nofusion0", "patch0"}      # its reference and detach row are 03's
+    assert deleted("07_difficulty") == {"d0.5"}
+    assert deleted("04_attention") == {"full0"}
+    assert deleted("05_results") == set()
