@@ -165,17 +165,18 @@ def _pool_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train_logged(log: Path, *args, **kwargs) -> tuple[Path | None, float, str]:
+def _train_logged(log: Path, append: bool, *args, **kwargs) -> tuple[Path | None, float, str]:
     """experiments.train_config in a pool worker: (run directory or None, seconds, one-line error
-    or ""). Its output (epoch lines, warnings, a failure's traceback) is appended to `log`, not
-    written to the terminal of `attnet reproduce`."""
+    or ""). Its output (epoch lines, warnings, a failure's traceback) goes to `log`, not to the
+    terminal of `attnet reproduce`: appended when the run goes on from an earlier try, else
+    written afresh (a retrained run's log holds no earlier reproduction's output)."""
     import contextlib
     import traceback
 
     from attnet.experiments import train_config
     log.parent.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
-    with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+    with open(log, "a" if append else "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             return train_config(*args, **kwargs)[0], time.perf_counter() - tic, ""
         except Exception as err:
@@ -217,8 +218,10 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
                 config, spec, seed = tasks[i]
                 name = ablation_run_name(preset, spec, seed)
                 log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
-                futures[pool.submit(_train_logged, log, preset, spec, seed, results_dir=results_dir,
-                                    resume=resume or tries[i] > 0, data_root=data_root, epochs=epochs,
+                resumes = resume or tries[i] > 0
+                append = resumes and (Path(results_dir) / "runs" / name).is_dir()
+                futures[pool.submit(_train_logged, log, append, preset, spec, seed, results_dir=results_dir,
+                                    resume=resumes, data_root=data_root, epochs=epochs,
                                     threads=threads if jobs > 1 else None, run_name=name)] = i
                 tries[i] += 1
             for future in as_completed(futures):

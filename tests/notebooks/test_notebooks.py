@@ -28,6 +28,10 @@ def test_train_eval_records_a_non_default_run(workspace, tmp_path):
 
 
 def test_ablation_reports_a_failure_beside_a_result(workspace):
+    logs = f"{workspace['results_dir']}/logs/ablation"     # each run's output, in place of an executed notebook
+    os.makedirs(logs, exist_ok=True)
+    with open(f"{logs}/synthetic-smoke_gp_sru_seed2.log", "w") as f:
+        f.write("an earlier reproduction's output\n")     # its run is gone: this run's log starts afresh
     runs = run_ablation({"GP only": {"streams": ["gp"]}, "broken": {"streams": ["xx"]}}, [2], workspace["preset"],
                         workspace["data_root"], workspace["results_dir"], epochs=1, jobs=2)
     assert runs["config"].tolist() == ["GP only", "broken"]          # table order, whichever finished first
@@ -37,10 +41,11 @@ def test_ablation_reports_a_failure_beside_a_result(workspace):
     assert table.loc["GP only", "status"] == "done" and table.loc["GP only", "seeds"] == "1/1"
     assert table.loc["broken", "status"].startswith("failed: ConfigError") and "model.streams" in table.loc["broken", "status"]
     assert table.loc["broken", "top-1"] == ""
-    logs = f"{workspace['results_dir']}/logs/ablation"     # each run's output, in place of an executed notebook
-    assert "test top1" in open(f"{logs}/synthetic-smoke_gp_sru_seed2.log").read()
+    log = open(f"{logs}/synthetic-smoke_gp_sru_seed2.log").read()
+    assert "test top1" in log and "earlier reproduction" not in log
     assert "Traceback" in open(f"{logs}/synthetic-smoke_xx_sru_seed2.log").read()
     assert not os.path.exists(f"{workspace['results_dir']}/notebooks")
+
 
 def test_ablation_runs_of_a_killed_worker_go_again_and_resume(workspace, monkeypatch):
     from attnet.engine import record
@@ -51,7 +56,8 @@ def test_ablation_runs_of_a_killed_worker_go_again_and_resume(workspace, monkeyp
     assert runs["status"].tolist() == ["done", "done"], runs["error"].tolist()
     for name in ("synthetic-smoke_gp_sru_seed0", "synthetic-smoke_la_sru_nofusion_seed0"):
         assert pd.read_csv(f"{results}/runs/{name}/metrics.csv")["epoch"].tolist() == [1, 2]
-        assert "resuming" in open(f"{results}/logs/ablation/{name}.log").read()   # from epoch 1's checkpoint
+        log = open(f"{results}/logs/ablation/{name}.log").read()
+        assert log.index("epoch 1/2") < log.index("resuming") < log.index("epoch 2/2")   # both tries, in order
 
 
 def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(workspace, tmp_path):
