@@ -199,6 +199,8 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
+
+    from attnet.engine import record
     check_ablations(configs)
     jobs = max(1, jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -219,7 +221,7 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
                 name = ablation_run_name(preset, spec, seed)
                 log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
                 resumes = resume or tries[i] > 0
-                append = resumes and (Path(results_dir) / "runs" / name).is_dir()
+                append = resumes and record.has_run(Path(results_dir) / "runs" / name)   # what fit resumes
                 futures[pool.submit(_train_logged, log, append, preset, spec, seed, results_dir=results_dir,
                                     resume=resumes, data_root=data_root, epochs=epochs,
                                     threads=threads if jobs > 1 else None, run_name=name)] = i
