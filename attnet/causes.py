@@ -9,7 +9,9 @@ and for SA and LA the attention mass inside the actor's box and the pointing gam
 set (attnet.localization); `causes_table` gives means over seeds with 95 % t-intervals and the
 paired difference to the reference in mass-in-box, with a call only where its interval
 excludes 0. Uniform attention (what GP does) is the floor, the oracle stream (weights = the
-box's coverage of each cell) the ceiling.
+box's coverage of each cell) the ceiling. The scores are kept beside each run (localization.json,
+attention_bounds.json), so that a clone, which has no checkpoints, reuses the runs a
+reproduction scored; a reused run that has neither stops the call before any training.
 """
 from __future__ import annotations
 
@@ -28,11 +30,11 @@ from attnet.config import Config, load_config
 from attnet.data import synthetic
 from attnet.engine import record, runtime
 from attnet.engine.build import build_datasets, dataset_root
-from attnet.experiments import TrainedRun, finished_run, oracle_model
+from attnet.experiments import finished_run, oracle_model
 from attnet.localization import localization_scores, mass_in_box, pointing_hit, uniform_baseline
 from attnet.models import build_backbone
 from attnet.models.attention import box_coverage
-from attnet.reproduce import ABLATIONS, REFERENCE, run_ablation
+from attnet.reproduce import ABLATIONS, REFERENCE, ablation_run_name, run_ablation
 from attnet.sweep import derived_preset
 
 FULL = ABLATIONS[REFERENCE]          # the full model's spec: every experiment changes one thing of it
@@ -159,25 +161,51 @@ def _scores(scores: pd.DataFrame) -> dict:
     return {f"{s}.{k}": 100 * float(means.loc[s, k]) for s in means.index for k in ("mass", "hit")}
 
 
-def run_localization(run_dir: str | Path, max_videos: int | None = None, device: str = "auto") -> dict:
-    """SA / LA mass in the actor box and pointing game (%) of a finished run on its test set,
-    kept in <run_dir>/localization.json (recomputed when max_videos differs)."""
-    path = Path(run_dir) / "localization.json"
+def _cached(path: Path, max_videos: int | None, compute: Callable[[], dict]) -> dict:
+    """compute(), kept in `path` beside the run (results/ commits it, the checkpoint it needs is
+    not): a fresh clone scores a reused run from the file. Recomputed when max_videos differs."""
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached.pop("max_videos") == max_videos:
             return cached
-    run = finished_run(run_dir, device)
-    result = {k: v for k, v in _scores(localization_scores(run.model, run.test, run.boxes_of(), max_videos)).items()
-              if k.split(".")[0] in STREAMS}
+    result = compute()
     record.write_text(path, json.dumps({**result, "max_videos": max_videos}))
     return result
 
 
-def attention_bounds(run: TrainedRun, max_videos: int | None = None) -> dict:
-    """The floor and the ceiling on `run`'s test set: uniform attention and the oracle stream.
-    {"uniform.mass", "uniform.hit", "oracle.mass", "oracle.hit"}, %."""
-    return _scores(localization_scores(oracle_model(run), run.test, run.boxes_of(), max_videos))
+def run_localization(run_dir: str | Path, max_videos: int | None = None, device: str = "auto") -> dict:
+    """SA / LA mass in the actor box and pointing game (%) of a finished run on its test set,
+    kept in <run_dir>/localization.json."""
+    def compute():
+        run = finished_run(run_dir, device)
+        return {k: v for k, v in _scores(localization_scores(run.model, run.test, run.boxes_of(), max_videos)).items()
+                if k.split(".")[0] in STREAMS}
+    return _cached(Path(run_dir) / "localization.json", max_videos, compute)
+
+
+def attention_bounds(run_dir: str | Path, max_videos: int | None = None, device: str = "auto") -> dict:
+    """The floor and the ceiling on a finished run's test set: uniform attention and the oracle
+    stream. {"uniform.mass", "uniform.hit", "oracle.mass", "oracle.hit"}, %, kept in
+    <run_dir>/attention_bounds.json."""
+    def compute():
+        run = finished_run(run_dir, device)
+        return _scores(localization_scores(oracle_model(run), run.test, run.boxes_of(), max_videos))
+    return _cached(Path(run_dir) / "attention_bounds.json", max_videos, compute)
+
+
+def check_scorable(needs: dict[Path, tuple[str, ...]], max_videos: int | None, remedy: Callable[[Path], str]) -> None:
+    """Before any training: each finished run to be reused ({run_dir: the score files it must
+    give}) has those files in results/, computed for this max_videos, or the checkpoint to
+    compute them from. A fresh clone holds the scores a reproduction committed and no checkpoint."""
+    for run_dir, files in needs.items():
+        if not (run_dir / "final.json").is_file() or (run_dir / "checkpoints" / "best.pt").is_file():
+            continue
+        for name in files:
+            cache = run_dir / name
+            if not (cache.is_file() and json.loads(cache.read_text()).get("max_videos") == max_videos):
+                raise RuntimeError(f"{run_dir}: finished, but neither its {name} (max_videos={max_videos}) nor "
+                                   f"its checkpoints/best.pt (checkpoints are not committed) is here; retrain it: "
+                                   f"{remedy(run_dir)}")
 
 
 @dataclass
@@ -202,37 +230,47 @@ def run_causes(seeds, preset: str, results_dir: str, data_root: str | None = Non
         raise ValueError(f"preset {preset!r}: localization needs the actor boxes of a synthetic preset, "
                          f"its data.name is {cfg.data.name!r}")
     folder = Path(results_dir) / "presets"
-    context = {"data_root": data_root, "epochs": epochs or cfg.optim.epochs, "pretrained": None}
-    pretraining = None
-    if "object-aware features" in causes:
-        pretraining = pretrain_coverage(preset, Path(results_dir) / "pretrained" / f"{cfg.preset}-coverage.pth",
-                                        data_root, epochs=pretrain_epochs or context["epochs"], resume=resume,
-                                        device=device)
-        # as given, like data.root: relative to the working directory (the checkout) when results_dir is,
-        # so the derived preset written into results/ names no path of this machine
-        context["pretrained"] = str(pretraining["file"])
+    runs_dir = Path(results_dir) / "runs"
+    pretrained = Path(results_dir) / "pretrained" / f"{cfg.preset}-coverage.pth"
+    # as given, like data.root: relative to the working directory (the checkout) when results_dir is,
+    # so the derived preset written into results/ names no path of this machine
+    context = {"data_root": data_root, "epochs": epochs or cfg.optim.epochs, "pretrained": str(pretrained)}
     # derived presets carry the data root and epochs themselves (run_ablation's would override theirs)
     common = _merge({"data": {"root": data_root}} if data_root else {}, {"optim": {"epochs": epochs}} if epochs else {})
-    train = dict(results_dir=results_dir, resume=resume, jobs=jobs)
-    frames = [run_ablation({REFERENCE: FULL}, seeds, preset, data_root, epochs=epochs, **train)]
+    plans = [(REFERENCE, FULL, preset, data_root, epochs)]      # (experiment, spec, preset, data_root, epochs)
     for name in causes:
         cause = CAUSES[name]
         spec = {**FULL, **cause.spec}
         if cause.preset is None:
-            frames.append(run_ablation({name: spec}, seeds, preset, data_root, epochs=epochs, **train))
-            continue
-        path = derived_preset(preset, cause.tag, _merge(common, cause.preset(cfg, context)), folder)
-        derived = load_config(path)
-        synthetic.ensure(derived.data.root, **derived.data.synthetic)    # once, before parallel runs race for it
-        frames.append(run_ablation({name: spec}, seeds, str(path), None, epochs=None, **train))
+            plans.append((name, spec, preset, data_root, epochs))
+        else:
+            path = derived_preset(preset, cause.tag, _merge(common, cause.preset(cfg, context)), folder)
+            plans.append((name, spec, str(path), None, None))
+    needs = {runs_dir / ablation_run_name(p, spec, seed): ("localization.json",) for _, spec, p, *_ in plans
+             for seed in seeds}
+    needs[runs_dir / ablation_run_name(preset, FULL, seeds[0])] += ("attention_bounds.json",)
+    ablation = {ablation_run_name(preset, s, seed) for s in ABLATIONS.values() for seed in seeds}
+    check_scorable(needs, max_videos, lambda run_dir: f"attnet reproduce --preset {cfg.preset} --only "
+                   + ("03_ablation 08_attention_causes" if run_dir.name in ablation else "08_attention_causes"))
+    pretraining = None
+    if "object-aware features" in causes:
+        pretraining = pretrain_coverage(preset, pretrained, data_root, epochs=pretrain_epochs or context["epochs"],
+                                        resume=resume, device=device)
+    frames = []
+    for name, spec, path, root, n in plans:
+        if path != preset:
+            derived = load_config(path)
+            synthetic.ensure(derived.data.root, **derived.data.synthetic)   # once, before parallel runs race for it
+        frames.append(run_ablation({name: spec}, seeds, path, root, results_dir=results_dir, resume=resume,
+                                   epochs=n, jobs=jobs))
     runs = pd.concat(frames, ignore_index=True)
-    scored = [run_localization(Path(results_dir) / "runs" / row.run, max_videos, device) if row.status == "done"
-              else {} for row in runs.itertuples()]
+    scored = [run_localization(runs_dir / row.run, max_videos, device) if row.status == "done" else {}
+              for row in runs.itertuples()]
     runs = pd.concat([runs, pd.DataFrame(scored, index=runs.index)], axis=1)
     reference = runs[(runs["config"] == REFERENCE) & (runs["status"] == "done")]
     if reference.empty:
         raise RuntimeError(f"the reference ({REFERENCE}) finished for no seed: see the errors in the runs table")
-    bounds = attention_bounds(finished_run(Path(results_dir) / "runs" / reference["run"].iloc[0], device), max_videos)
+    bounds = attention_bounds(runs_dir / reference["run"].iloc[0], max_videos, device)
     return CausesResult(runs, bounds, pretraining)
 
 

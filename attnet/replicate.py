@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     note = (f"{same} of {len(table)} calls agree. " + " ".join(machines) +
             " Calls: the paired 95 % t-interval of each configuration minus the full model, seed by seed; "
             "better / worse only where it excludes 0. Made by "
-            f"`python -m attnet.replicate {args.a} {args.b} --preset {args.preset}`.")
+            f"`python -m attnet.replicate {args.a} {args.b} --preset {args.preset}"
+            + (f" --out {args.out}" if args.out else "") + "`.")
     out = Path(args.out) if args.out else Path(args.a) / "tables" / f"replication_{args.preset}"
     write_table(table, out, note=note)
     print(f"{same}/{len(table)} calls agree; wrote {out}.md")

@@ -1,6 +1,8 @@
 """The cause experiments: each changes one thing of the full model; the table's intervals and
 paired differences by hand; the coverage pretraining learns."""
 import json
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -127,3 +129,36 @@ def test_the_pretrained_preset_names_the_weights_as_results_dir_does_relative_to
     derived = yaml.safe_load(open("results/presets/synthetic-smoke-objpre.yaml"))
     assert derived["model"]["pretrained"] == "results/pretrained/synthetic-smoke-coverage.pth"
     assert calls[-1] == str((tmp_path / "results/presets/synthetic-smoke-objpre.yaml").resolve())
+
+
+def test_a_clone_scores_reused_runs_from_their_files_and_stops_before_training_where_one_has_neither(
+        tmp_path, monkeypatch):
+    results, runs = str(tmp_path / "results"), tmp_path / "results" / "runs"
+    kwargs = dict(data_root=str(tmp_path / "data"), causes=["g redundancy"], epochs=1, device="cpu")
+    first = causes.run_causes([0], "synthetic-smoke", results, **kwargs)
+    reference, nofusion = (runs / name for name in first.runs["run"])
+    assert reference.name == "synthetic-smoke_gp+sa+la_sru_seed0"
+    for run in (reference, nofusion):              # what a clone holds: *.pt is not committed
+        shutil.rmtree(run / "checkpoints")
+    again = causes.run_causes([0], "synthetic-smoke", results, **kwargs)
+    columns = ["config", "run", "status", "test.top1", "sa.mass", "sa.hit", "la.mass", "la.hit"]
+    pd.testing.assert_frame_equal(again.runs[columns], first.runs[columns])
+    assert again.bounds == first.bounds and set(first.bounds) == {"uniform.mass", "uniform.hit", "oracle.mass", "oracle.hit"}
+
+    monkeypatch.setattr(causes, "run_ablation", lambda *a, **k: pytest.fail("trained before the check"))
+    monkeypatch.setattr(causes, "pretrain_coverage", lambda *a, **k: pytest.fail("pretrained before the check"))
+    kept = (reference / "localization.json").read_text()
+    (reference / "localization.json").unlink()     # the reference as 03 leaves it: trained, never scored
+    with pytest.raises(RuntimeError, match=rf"{re.escape(str(reference))}: finished, but neither its localization.json "
+                                           r"\(max_videos=None\) .* --only 03_ablation 08_attention_causes$"):
+        causes.run_causes([0], "synthetic-smoke", results, **kwargs)
+    (reference / "localization.json").write_text(kept)
+    bounds = json.loads((reference / "attention_bounds.json").read_text())
+    (reference / "attention_bounds.json").write_text(json.dumps({**bounds, "max_videos": 2}))   # scored on fewer videos
+    with pytest.raises(RuntimeError, match=r"neither its attention_bounds.json \(max_videos=None\)"):
+        causes.run_causes([0], "synthetic-smoke", results, **kwargs)
+    (reference / "attention_bounds.json").write_text(json.dumps(bounds))
+    (nofusion / "localization.json").unlink()      # a cause's own run: 08 alone retrains it
+    with pytest.raises(RuntimeError, match=rf"{re.escape(nofusion.name)}: .* --only 08_attention_causes$") as err:
+        causes.run_causes([0], "synthetic-smoke", results, **kwargs)
+    assert "03_ablation" not in str(err.value)

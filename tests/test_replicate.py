@@ -45,6 +45,9 @@ def test_the_command_writes_the_table_with_both_machines(tmp_path, monkeypatch):
     replicate.main([str(tmp_path / "a"), str(tmp_path / "b")])
     text = (tmp_path / "a" / "tables" / "replication_synthetic.md").read_text()
     assert "3 of 3 calls agree" in text and "machine not recorded" in text and "ATEN_CPU_CAPABILITY=avx2" in text
+    out = tmp_path / "elsewhere" / "epochs"
+    replicate.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)])   # the note's command makes it again
+    assert f"--preset synthetic --out {out}`." in out.with_suffix(".md").read_text()
 
 
 def test_a_folder_without_runs_is_one_clear_line(tmp_path):
