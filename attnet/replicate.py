@@ -8,6 +8,10 @@ differences and both calls:
 
     python -m attnet.replicate results results/replicate --preset synthetic
 
+With --causes, the same for 08's experiments (attention_causes_runs_<preset>.csv): per
+experiment and per stream, the paired difference to the full model in mass in the box and in
+the pointing game, and both calls.
+
 Each folder's machine is read from its `machine_<preset>.json` (written by reproduce).
 """
 from __future__ import annotations
@@ -55,11 +59,13 @@ def machine_text(info: dict) -> str:
             f"ATen kernels {info.get('aten_capability', '?')}" + (f", {caps}" if caps else ""))
 
 
-def load_runs_table(results: str | Path, preset: str) -> pd.DataFrame:
-    path = Path(results) / "tables" / f"ablation_runs_{preset}.csv"
+def load_runs_table(results: str | Path, preset: str, table: str = "ablation") -> pd.DataFrame:
+    """The per-run table of 03 (`ablation`) or 08 (`attention_causes`) in a results folder."""
+    path = Path(results) / "tables" / f"{table}_runs_{preset}.csv"
+    notebook = {"ablation": "03_ablation", "attention_causes": "08_attention_causes"}[table]
     if not path.is_file():
-        raise SystemExit(f"{path}: no ablation runs; make them with `attnet reproduce --preset {preset} "
-                         f"--only 03_ablation --results {results}`")
+        raise SystemExit(f"{path}: no {table.replace('_', ' ')} runs; make them with `attnet reproduce --preset "
+                         f"{preset} --only {notebook} --results {results}`")
     return pd.read_csv(path)
 
 
@@ -82,16 +88,44 @@ def compare_calls(runs_a: pd.DataFrame, runs_b: pd.DataFrame, level: float = 0.9
     return pd.DataFrame(rows)
 
 
+def compare_causes(runs_a: pd.DataFrame, runs_b: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per experiment of A's causes table (in A's order) and per stream and measure (mass in the
+    box, pointing): each side's paired difference to the full model and its call, and whether
+    the calls agree."""
+    from attnet import stats
+    from attnet.causes import MEASURES, STREAMS
+    from attnet.reproduce import REFERENCE
+    rows = []
+    for name in dict.fromkeys(runs_a["config"]):
+        if name == REFERENCE:
+            continue
+        for s in STREAMS:
+            for key, _, short in MEASURES:
+                row = {"experiment": name, "measure": f"{s.upper()} {short}"}
+                for side, runs in (("A", runs_a), ("B", runs_b)):
+                    diffs = stats.paired_differences(runs, REFERENCE, f"{s}.{key}", level=level).set_index("config")
+                    found = name in diffs.index and diffs.loc[name, "pairs"] > 0
+                    row[f"Δ {side}"] = stats.difference_text(diffs.loc[name]) if found else ""
+                    row[f"call {side}"] = diffs.loc[name, "call"] if found else "missing"
+                row["same call"] = "yes" if row["call A"] == row["call B"] else "NO"
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m attnet.replicate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", help="results folder of reproduction A (the committed one: results)")
     parser.add_argument("b", help="results folder of reproduction B")
     parser.add_argument("--preset", default="synthetic")
-    parser.add_argument("--out", default=None, help="table stem (default: <a>/tables/replication_<preset>)")
+    parser.add_argument("--causes", action="store_true",
+                        help="compare 08's attention-cause experiments instead of 03's ablation")
+    parser.add_argument("--out", default=None,
+                        help="table stem (default: <a>/tables/replication_<preset>, replication_causes_<preset> with --causes)")
     args = parser.parse_args(argv)
     from attnet.reproduce import write_table
-    table = compare_calls(load_runs_table(args.a, args.preset), load_runs_table(args.b, args.preset))
+    table_name, compare = ("attention_causes", compare_causes) if args.causes else ("ablation", compare_calls)
+    table = compare(load_runs_table(args.a, args.preset, table_name), load_runs_table(args.b, args.preset, table_name))
     machines = []
     for label, folder in (("A", args.a), ("B", args.b)):
         path = Path(folder) / f"machine_{args.preset}.json"
@@ -99,11 +133,12 @@ def main(argv: list[str] | None = None) -> None:
         machines.append(f"{label} = `{folder}`: {machine_text(info) if info else 'machine not recorded'}.")
     same = (table["same call"] == "yes").sum()
     note = (f"{same} of {len(table)} calls agree. " + " ".join(machines) +
-            " Calls: the paired 95 % t-interval of each configuration minus the full model, seed by seed; "
-            "better / worse only where it excludes 0. Made by "
+            f" Calls: the paired 95 % t-interval of each {'experiment' if args.causes else 'configuration'} minus "
+            "the full model, seed by seed; better / worse only where it excludes 0. Made by "
             f"`python -m attnet.replicate {args.a} {args.b} --preset {args.preset}"
-            + (f" --out {args.out}" if args.out else "") + "`.")
-    out = Path(args.out) if args.out else Path(args.a) / "tables" / f"replication_{args.preset}"
+            + (" --causes" if args.causes else "") + (f" --out {args.out}" if args.out else "") + "`.")
+    stem = f"replication_causes_{args.preset}" if args.causes else f"replication_{args.preset}"
+    out = Path(args.out) if args.out else Path(args.a) / "tables" / stem
     write_table(table, out, note=note)
     print(f"{same}/{len(table)} calls agree; wrote {out}.md")
 

@@ -132,9 +132,16 @@ def test_attention_notebook_draws_figures(workspace, tmp_path):
 
 
 def test_reproduce_runs_the_chosen_notebooks_and_writes_timings_and_index(workspace, tmp_path):
+    import nbformat
     from attnet import reproduce
+    (tmp_path / "res" / "tables").mkdir(parents=True)     # 08 compared with a second run; 03 not yet
+    (tmp_path / "res" / "tables" / "replication_causes_synthetic-smoke.md").write_text("| experiment |\n|---|\n| patch |\n")
     reproduce.main(["--preset", "synthetic-smoke", "--only", "05_results", "--results", str(tmp_path / "res"),
                     "--jobs", "1"])
+    shown = [o["data"]["text/markdown"] for cell in nbformat.read(tmp_path / "res" / "notebooks" / "05_results.ipynb",
+                                                                  as_version=4).cells
+             if cell.cell_type == "code" for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    assert shown[-2].startswith("No second reproduction compared yet") and shown[-1] == "| experiment |\n|---|\n| patch |\n"
     timings = pd.read_csv(tmp_path / "res" / "tables" / "reproduce_timings_synthetic-smoke.csv")
     assert timings["notebook"].tolist() == ["05_results"] and timings["seconds"].iloc[0] > 0
     assert (tmp_path / "res" / "notebooks" / "05_results.ipynb").is_file()
