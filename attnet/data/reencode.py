@@ -14,13 +14,13 @@ clips by name without the suffix.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
 from .decoding import frame_count, open_video, read_frames
+from .encoding import write_h264
 from .lists import DataError
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov")
@@ -36,19 +36,14 @@ def reencode_video(src: Path, dst: Path, gop: int = 4, crf: int = 18) -> int:
     """Decode every frame of `src` and write it to `dst` as H.264 with a keyframe every `gop`
     frames (via a temporary file, so an interrupted run leaves no half-written video).
     Returns the frame count."""
-    from torchcodec.encoders import VideoEncoder
     decoder = open_video(src, seek_mode="exact")
     frames = read_frames(decoder, src, torch.arange(frame_count(decoder, src)))
     fps = decoder.metadata.average_fps or 25.0
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.tmp{dst.suffix}")
     # yuv420p with even sides is what every H.264 decoder reads; no B-frames, so decode order
     # is display order (AVI cannot reorder them, and a seek decodes no frame twice)
     frames = frames[..., : frames.shape[-2] // 2 * 2, : frames.shape[-1] // 2 * 2]
-    VideoEncoder(frames, frame_rate=fps).to_file(
-        str(tmp), codec="libx264", pixel_format="yuv420p", crf=crf,
-        extra_options={"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"})
-    os.replace(tmp, dst)
+    write_h264(dst, frames.permute(0, 2, 3, 1), fps, crf=crf, g=gop, keyint_min=gop, sc_threshold=0, bf=0)
     return len(frames)
 
 

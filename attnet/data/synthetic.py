@@ -30,10 +30,13 @@ import json
 import math
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .encoding import write_h264
 
 CLASSES = ("move_right", "move_left", "move_down", "move_up", "orbit_cw", "orbit_ccw", "grow", "shrink")
 SUBSET_SIZES = {"train": 75, "val": 8, "test": 16}
@@ -186,16 +189,6 @@ def render(label: int, seed: int | tuple, frames: int = 16, size: int = 112,
     return video, boxes
 
 
-def _write_video(path: Path, video: np.ndarray, fps: int) -> None:
-    from torchcodec.encoders import VideoEncoder
-    frames = torch.from_numpy(video).permute(0, 3, 1, 2).contiguous()
-    tmp = path.with_name(path.stem + ".tmp.mp4")
-    # fastdecode (no CABAC, no deblocking) makes decoding ~4x cheaper, so loaders keep up on CPU
-    VideoEncoder(frames, frame_rate=fps).to_file(str(tmp), codec="libx264", pixel_format="yuv420p", crf=18,
-                                                 extra_options={"tune": "fastdecode"})
-    os.replace(tmp, path)
-
-
 def _write_frames(folder: Path, video: np.ndarray) -> None:
     import torchvision.io
     folder.mkdir(parents=True, exist_ok=True)
@@ -227,6 +220,7 @@ def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[s
     out.mkdir(parents=True, exist_ok=True)
     lines: dict[str, list[str]] = {s: [] for s in counts}
     frame_lines: dict[str, list[str]] = {s: [] for s in counts}
+    clips = []                          # (label, class name, index, clip name)
     for label, name in enumerate(CLASSES[:num_classes]):
         for sub in ("videos", "boxes"):
             (out / sub / name).mkdir(parents=True, exist_ok=True)
@@ -234,14 +228,23 @@ def generate(out_dir: str | Path, num_classes: int = 8, videos_per_class: dict[s
         for subset, count in counts.items():
             for _ in range(count):
                 clip = f"{name}_{index:04d}"
-                video, boxes = render(label, (seed, label, index), frames, size, distractors, difficulty, lighting)
-                _write_video(out / "videos" / name / f"{clip}.mp4", video, fps)
-                np.save(out / "boxes" / name / f"{clip}.npy", boxes)
+                clips.append((label, name, index, clip))
                 lines[subset].append(f"videos/{name}/{clip}.mp4 {label}")
-                if frame_folders:
-                    _write_frames(out / "frames" / name / clip, video)
-                    frame_lines[subset].append(f"frames/{name}/{clip} {frames} {label}")
+                frame_lines[subset].append(f"frames/{name}/{clip} {frames} {label}")
                 index += 1
+
+    def make(item: tuple) -> None:
+        label, name, index, clip = item
+        video, boxes = render(label, (seed, label, index), frames, size, distractors, difficulty, lighting)
+        # fastdecode (no CABAC, no deblocking) makes decoding ~4x cheaper, so loaders keep up on CPU
+        write_h264(out / "videos" / name / f"{clip}.mp4", video, fps, crf=18, tune="fastdecode")
+        np.save(out / "boxes" / name / f"{clip}.npy", boxes)
+        if frame_folders:
+            _write_frames(out / "frames" / name / clip, video)
+
+    # one ffmpeg process per video, most of its time starting up: a few at once keep the cores busy
+    with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
+        list(pool.map(make, clips))
     for subset in counts:
         (out / f"{subset}.txt").write_text("\n".join(lines[subset]) + "\n")
         if frame_folders:
