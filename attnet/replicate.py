@@ -95,6 +95,8 @@ def compare_causes(runs_a: pd.DataFrame, runs_b: pd.DataFrame, level: float = 0.
     from attnet import stats
     from attnet.causes import MEASURES, STREAMS
     from attnet.reproduce import REFERENCE
+    diffs = {(side, s, key): stats.paired_differences(runs, REFERENCE, f"{s}.{key}", level=level).set_index("config")
+             for side, runs in (("A", runs_a), ("B", runs_b)) for s in STREAMS for key, _, _ in MEASURES}
     rows = []
     for name in dict.fromkeys(runs_a["config"]):
         if name == REFERENCE:
@@ -102,11 +104,11 @@ def compare_causes(runs_a: pd.DataFrame, runs_b: pd.DataFrame, level: float = 0.
         for s in STREAMS:
             for key, _, short in MEASURES:
                 row = {"experiment": name, "measure": f"{s.upper()} {short}"}
-                for side, runs in (("A", runs_a), ("B", runs_b)):
-                    diffs = stats.paired_differences(runs, REFERENCE, f"{s}.{key}", level=level).set_index("config")
-                    found = name in diffs.index and diffs.loc[name, "pairs"] > 0
-                    row[f"Δ {side}"] = stats.difference_text(diffs.loc[name]) if found else ""
-                    row[f"call {side}"] = diffs.loc[name, "call"] if found else "missing"
+                for side in ("A", "B"):
+                    table = diffs[side, s, key]
+                    found = name in table.index and table.loc[name, "pairs"] > 0
+                    row[f"Δ {side}"] = stats.difference_text(table.loc[name]) if found else ""
+                    row[f"call {side}"] = table.loc[name, "call"] if found else "missing"
                 row["same call"] = "yes" if row["call A"] == row["call B"] else "NO"
                 rows.append(row)
     return pd.DataFrame(rows)
