@@ -7,6 +7,8 @@ With --compare-authors, their Spatial_TemporalNet (imported from a checkout the 
 provides; nothing of it ships here) and ours take training steps alternately in this one
 process, so both see the same machine load, and the ratio of median step times is printed.
 Their step runs in float32 (their release has no AMP); --amp applies to ours, on CPU too.
+--compare-compile does the same for our model eager and under torch.compile (which fuses the
+batch norm, ReLU and copies that bound a CPU step with AMX).
 
 It also prints the FLOPs of our training step (torch.utils.flop_counter) and the share of
 the device's matmul peak in the --amp dtype (a 4096^3 matmul timed in the same run) it reaches;
@@ -51,6 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as run.device)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compare-compile", action="store_true",
+                   help="also time the torch.compile'd model beside the eager one and print the ratio")
     p.add_argument("--amp", choices=list(runtime.PRECISION), default="off",
                    help="autocast dtype, CPU or CUDA (as optim.amp; fp16 steps through a GradScaler)")
     p.add_argument("--ops", type=int, default=0, metavar="N",
@@ -165,6 +169,8 @@ def authors_step(net, x, y, optimizer) -> Callable[[], None]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.compile and args.compare_compile:
+        raise SystemExit("--compare-compile times the eager model beside the compiled one; drop --compile")
     rt = runtime.start(args.device, args.amp, args.threads)    # device, cudnn, autocast as in training
     device = rt.device
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -177,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     sgd = dict(lr=1e-3, momentum=0.9, weight_decay=1e-5)
     ours = our_step(runner, x, y, torch.optim.SGD(model.parameters(), **sgd), GLKALoss(), rt)
     steps = {"attnet": ours}
+    if args.compare_compile:          # the same weights, its own optimizer: only the step's speed is compared
+        steps["compiled"] = our_step(torch.compile(model), x, y, torch.optim.SGD(model.parameters(), **sgd),
+                                     GLKALoss(), rt)
     if args.compare_authors:
         theirs = authors_model(args.compare_authors, args.backbone, args.segments, args.hidden, args.classes,
                                args.size).to(device)
@@ -202,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     if "authors" in times:
         ratio = statistics.median(times["authors"]) / statistics.median(times["attnet"])
         print(f"speed-up of attnet over the authors' release: {ratio:.2f}x (authors' median / ours)")
+    if "compiled" in times:
+        ratio = statistics.median(times["attnet"]) / statistics.median(times["compiled"])
+        print(f"speed-up of torch.compile: {ratio:.2f}x (attnet median / compiled median)")
 
     flops = step_flops(ours)
     peak = max(peaks)

@@ -21,3 +21,18 @@ def test_bench_model_prints_the_tiny_step_and_its_convolutions(capsys):
     assert "precision=bf16" in out and "median step" in out and "GFLOP" in out
     profile = out.split("self CPU time per operator")[1]
     assert "aten::convolution_backward" in profile and "aten::mkldnn_convolution" in profile
+
+
+def test_compare_compile_times_the_compiled_model_beside_the_eager_one(capsys):
+    main(["--backbone", "tiny", "--segments", "2", "--size", "32", "--batch", "2", "--classes", "3", "--hidden", "16",
+          "--steps", "1", "--threads", "1", "--amp", "bf16", "--compare-compile"])
+    out = capsys.readouterr().out
+    assert "train  compiled median step" in out and "speed-up of torch.compile:" in out
+    ratio = float(out.split("speed-up of torch.compile:")[1].split("x")[0])
+    assert ratio > 0
+
+
+def test_compare_compile_refuses_compile_on_both_sides():
+    import pytest
+    with pytest.raises(SystemExit, match="drop --compile"):
+        main(["--compile", "--compare-compile"])
