@@ -454,8 +454,8 @@ def git_commit(root: Path | None = None) -> str:
     return (out.stdout.strip() or "unknown") + ("+local changes" if dirty else "")
 
 
-TIMINGS_NOTE = ("Wall time of each notebook (s), and the command and commit of the `attnet reproduce` call that last "
-                "ran it: a call replaces the rows of the notebooks it ran and keeps the others.")
+TIMINGS_NOTE = ("Wall time of each notebook (s), and the command, commit and CPU of the `attnet reproduce` call that "
+                "last ran it: a call replaces the rows of the notebooks it ran and keeps the others.")
 
 
 def merge_timings(path: Path, timings: list[dict]) -> pd.DataFrame:
@@ -473,8 +473,10 @@ def made_by(timings: pd.DataFrame) -> str:
     """The index's provenance line: each reproduce call behind the results, with its notebooks and minutes."""
     calls = []
     timings = timings.fillna({"command": "an earlier call", "commit": "unknown"})     # a table from before these columns
-    for (command, commit), group in timings.groupby(["command", "commit"], sort=False):
-        calls.append(f"{command} at commit {commit} ({', '.join(group['notebook'])}: "
+    timings = timings.assign(machine=timings["machine"].astype(object).fillna("") if "machine" in timings else "")
+    for (command, commit, machine), group in timings.groupby(["command", "commit", "machine"], sort=False):
+        on = f" on {machine}" if machine else ""
+        calls.append(f"{command} at commit {commit}{on} ({', '.join(group['notebook'])}: "
                      f"{group['seconds'].sum() / 60:.1f} min)")
     return "; ".join(calls) + "."
 
@@ -559,12 +561,13 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             os.environ.pop(PROGRESS_ENV, None)
     total = time.perf_counter() - started
-    for row in timings:
-        row.update(command=f"`{command}`", commit=commit)
+    from attnet.replicate import cpu_label, describe_machine, write_machine
+    for row in timings:                   # results can come from calls on several machines: each row says its own
+        row.update(command=f"`{command}`", commit=commit, machine=cpu_label(describe_machine()))
     table = merge_timings(results / "tables" / f"reproduce_timings_{preset}.csv", timings)
     write_table(table, results / "tables" / f"reproduce_timings_{preset}", note=TIMINGS_NOTE)
     write_index(results, made_by(table))
-    from attnet.replicate import write_machine
-    write_machine(results, preset)        # what decides the digits, for comparing with another machine
+    if "03_ablation" in notebooks:        # the ablation's machine, what replicate compares; an --only call elsewhere keeps it
+        write_machine(results, preset)
     print(f"[reproduce] {len(timings)} notebooks in {total / 60:.1f} min; executed notebooks in "
           f"{results / 'notebooks'}, tables in {results / 'tables'}, figures in {results / 'figures'}")

@@ -90,3 +90,27 @@ def test_the_causes_command_writes_its_own_table(tmp_path):
     with pytest.raises(SystemExit, match="attention_causes_runs_synthetic.csv: no attention causes runs; .*"
                                          "--only 08_attention_causes"):
         replicate.main([str(tmp_path / "a"), str(tmp_path / "missing"), "--causes"])
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16 vaes
+
+processor\t: 1
+cpu family\t: 99
+model name\t: another core
+""".splitlines()
+
+
+def test_the_machine_record_names_family_model_and_the_kernel_choosing_flags():
+    info = replicate.describe_machine(CPUINFO)
+    assert (info["cpu"], info["cpu_family"], info["cpu_model"]) == ("AMD EPYC", 26, 2)   # the first block only
+    assert info["isa"] == ["avx512_bf16", "avx512f", "avx2", "avx"]                     # no AMX on this one
+    text = replicate.machine_text(info)
+    assert text.startswith("AMD EPYC (family 26, model 2), avx512_bf16/avx512f/avx2/avx, ")
+    # a record written before these fields (results/replicate-*) still reads
+    assert replicate.machine_text({"cpu": "AMD EPYC", "cores": 2}).startswith("AMD EPYC, 2 cores")
+    assert "isa" not in replicate.describe_machine([]) and "cpu_family" not in replicate.describe_machine([])

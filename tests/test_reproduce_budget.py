@@ -60,3 +60,23 @@ def test_a_fresh_call_deletes_the_runs_its_notebooks_train_and_no_others(tmp_pat
     assert deleted("07_difficulty") == {"d0.5"}
     assert deleted("04_attention") == {"full0"}
     assert deleted("05_results") == set()
+
+
+def test_the_machine_record_is_the_ablations_and_every_timings_row_names_its_cpu(monkeypatch, tmp_path):
+    """machine_<preset>.json describes the machine of 03's runs (what attnet.replicate compares): an
+    --only call without 03, perhaps on another machine, leaves it alone, and its timings rows say
+    which CPU ran them."""
+    import json
+
+    import pandas as pd
+    from attnet import replicate
+    res = tmp_path / "res"
+    monkeypatch.setattr(reproduce, "execute", lambda name, output, params, cwd=None: None)
+    monkeypatch.setattr(replicate, "_cpuinfo", lambda: ["model name : CPU A", "cpu family : 6", "model : 143"])
+    reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "--results", str(res)])
+    assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] == "CPU A"
+    monkeypatch.setattr(replicate, "_cpuinfo", lambda: ["model name : CPU B", "cpu family : 26", "model : 2"])
+    reproduce.main(["--preset", "synthetic", "--resume", "--only", "07_difficulty", "--results", str(res)])
+    assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] == "CPU A"
+    timings = pd.read_csv(res / "tables" / "reproduce_timings_synthetic.csv").set_index("notebook")["machine"]
+    assert timings.to_dict() == {"03_ablation": "CPU A (family 6, model 143)", "07_difficulty": "CPU B (family 26, model 2)"}

@@ -58,3 +58,16 @@ def test_the_commit_is_dirty_for_code_changes_but_not_for_rewritten_results(tmp_
     assert git_commit(tmp_path) == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == clean + "+local changes"
+
+
+def test_each_call_names_its_machine_and_rows_from_before_the_column_do_not(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame([row("03_ablation", 3600.0, "`full`", "aaa")]).to_csv(path, index=False)
+    intel = {**row("07_difficulty", 240.0, "`only`", "bbb"), "machine": "Intel Xeon (family 6, model 143)"}
+    table = merge_timings(path, [intel])
+    assert made_by(table) == ("`full` at commit aaa (03_ablation: 60.0 min); "
+                              "`only` at commit bbb on Intel Xeon (family 6, model 143) (07_difficulty: 4.0 min).")
+    table.to_csv(path, index=False)                  # a later call on another machine keeps the 07 row's
+    amd = {**row("03_ablation", 3000.0, "`full`", "ccc"), "machine": "AMD EPYC (family 26, model 2)"}
+    again = merge_timings(path, [amd]).set_index("notebook")["machine"]
+    assert again.to_dict() == {"03_ablation": "AMD EPYC (family 26, model 2)", "07_difficulty": "Intel Xeon (family 6, model 143)"}
