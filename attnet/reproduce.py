@@ -561,9 +561,10 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             os.environ.pop(PROGRESS_ENV, None)
     total = time.perf_counter() - started
-    from attnet.replicate import cpu_label, describe_machine, write_machine
+    from attnet.engine.runtime import cpu_facts, cpu_label
+    from attnet.replicate import write_machine
     for row in timings:                   # results can come from calls on several machines: each row says its own
-        row.update(command=f"`{command}`", commit=commit, machine=cpu_label(describe_machine()))
+        row.update(command=f"`{command}`", commit=commit, machine=cpu_label(cpu_facts()))
     table = merge_timings(results / "tables" / f"reproduce_timings_{preset}.csv", timings)
     write_table(table, results / "tables" / f"reproduce_timings_{preset}", note=TIMINGS_NOTE)
     write_index(results, made_by(table))

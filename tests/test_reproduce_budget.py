@@ -69,13 +69,13 @@ def test_the_machine_record_is_the_ablations_and_every_timings_row_names_its_cpu
     import json
 
     import pandas as pd
-    from attnet import replicate
+    from attnet.engine import runtime
     res = tmp_path / "res"
     monkeypatch.setattr(reproduce, "execute", lambda name, output, params, cwd=None: None)
-    monkeypatch.setattr(replicate, "_cpuinfo", lambda: ["model name : CPU A", "cpu family : 6", "model : 143"])
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: ["model name : CPU A", "cpu family : 6", "model : 143"])
     reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "--results", str(res)])
     assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] == "CPU A"
-    monkeypatch.setattr(replicate, "_cpuinfo", lambda: ["model name : CPU B", "cpu family : 26", "model : 2"])
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: ["model name : CPU B", "cpu family : 26", "model : 2"])
     reproduce.main(["--preset", "synthetic", "--resume", "--only", "07_difficulty", "--results", str(res)])
     assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] == "CPU A"
     timings = pd.read_csv(res / "tables" / "reproduce_timings_synthetic.csv").set_index("notebook")["machine"]

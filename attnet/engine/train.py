@@ -51,7 +51,8 @@ def _environment(rt: runtime.Runtime) -> dict:
     versions = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
     cuda = rt.device.type == "cuda"
     name = torch.cuda.get_device_name(rt.device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
-    return {"git_commit": _git_commit(), "versions": versions, "device": name, "precision": rt.precision}
+    return {"git_commit": _git_commit(), "versions": versions, "device": name, "precision": rt.precision,
+            "cpu": runtime.cpu_label(runtime.cpu_facts())}    # seeded CPU runs repeat only on the same CPU
 
 
 def _summary(cfg: Config) -> dict:

@@ -119,7 +119,9 @@ def _cut_after_first_epoch(monkeypatch):
 # model.temporal=mean: the SRU runs its own kernels in the parameters' float32 and fails under
 # autocast until the models keep it in float32; the convolutions and heads still autocast.
 @pytest.mark.parametrize("amp, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
-def test_amp_on_cpu_trains_in_that_dtype_and_records_it(smoke_cfg, amp, dtype):
+def test_amp_on_cpu_trains_in_that_dtype_and_records_it(smoke_cfg, amp, dtype, monkeypatch):
+    from attnet.engine import runtime
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: ["model name : CPU X", "cpu family : 6", "model : 143", ""])
     seen, handle = _conv_dtypes()
     try:
         run = fit(smoke_cfg(f"run.name={amp}", "optim.epochs=1", "model.temporal=mean", f"optim.amp={amp}"))
@@ -127,7 +129,7 @@ def test_amp_on_cpu_trains_in_that_dtype_and_records_it(smoke_cfg, amp, dtype):
         handle.remove()
     assert seen == {dtype}                                   # training, validation and test all autocast
     final = json.loads((run / "final.json").read_text())
-    assert final["precision"] == amp
+    assert final["precision"] == amp and final["cpu"] == "CPU X (family 6, model 143)"   # the CPU behind its digits
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ("scaler" in state) == (amp == "fp16")           # only fp16 has a loss scaler
     if amp == "fp16":                                       # an enabled scaler (a disabled one saves {})
