@@ -39,6 +39,14 @@ def train_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "res
     """Train and test one configuration (an ablation spec: model streams, fusion layer, GA, temporal
     model, precision) with one seed; (run directory, its final.json). What notebook 02 runs, and
     what every ablation run calls in a worker of run_ablation's pool."""
+    run_dir = fit(spec_config(preset, spec, seed, results_dir, resume, data_root, epochs, threads, device, run_name))
+    return run_dir, json.loads((run_dir / "final.json").read_text())
+
+
+def spec_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "results/smoke", resume: bool = True,
+                data_root: str | None = None, epochs: int | None = None, threads: int | None = None,
+                device: str = "auto", run_name: str | None = None) -> Config:
+    """The config train_config trains: also what a finished run of it must have been trained with."""
     spec = SPEC_DEFAULTS | spec
     overrides = run_overrides(results_dir, resume, data_root) + [
         f"model.streams={json.dumps(spec['streams'])}", f"model.fusion_layer={spec['fusion_layer']}",
@@ -48,8 +56,7 @@ def train_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "res
     overrides += [f"optim.amp={spec['amp']}"] if spec["amp"] else []
     overrides += [f"run.name={run_name}"] if run_name else []
     overrides += [f"run.threads={threads}"] if threads else []
-    run_dir = fit(load_config(preset, overrides))
-    return run_dir, json.loads((run_dir / "final.json").read_text())
+    return load_config(preset, overrides)
 
 
 @dataclass

@@ -240,18 +240,26 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     return pd.DataFrame(rows)
 
 
-def _ablation_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str) -> dict:
-    """One run's row (its test metrics, or its error), printed and reported as it comes."""
+def run_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str,
+            status: str = "failed") -> dict:
+    """One run's row of an ablation table: its test metrics and last-epoch train top-1, or, with
+    `error`, that `status` and the error."""
     config, spec, seed = task
     row = {"config": config, "seed": seed, "run": ablation_run_name(preset, spec, seed), "status": "done",
            "error": "", "seconds": seconds}
     if error:
-        row |= {"status": "failed", "error": error}
-    else:
-        final = json.loads((run_dir / "final.json").read_text())
-        row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
-        row["selection"] = final["config"].get("selection", "val")
-        row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence
+        return row | {"status": status, "error": error}
+    final = json.loads((run_dir / "final.json").read_text())
+    row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
+    row["selection"] = final["config"].get("selection", "val")
+    row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence
+    return row
+
+
+def _ablation_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str) -> dict:
+    """One run's row (its test metrics, or its error), printed and reported as it comes."""
+    config, spec, seed = task
+    row = run_row(task, preset, run_dir, seconds, error)
     result = f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]
     print(f"  {config:28s} seed {seed}: {row['status']} {result}", flush=True)
     report_progress({"event": "run", "run": f"{config}, seed {seed}", "status": row["status"], "result": result})

@@ -10,9 +10,14 @@ preset itself runs, so the ablation's runs of these configurations serve (`--res
 Harder sets take longer to fit, so a derived preset trains the preset's epochs x (1 +
 difficulty) (`difficulty_epochs`): at 0.75 the full model had 84 % train top-1 after 18
 epochs, against >= 90 % at 0 after 20. The table's train column checks convergence.
+
+A sweep takes hours; what its finished runs say so far, training nothing:
+
+    python -m attnet.sweep --preset synthetic --difficulties 0.5 1
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +28,7 @@ from attnet import stats
 from attnet.config import load_config
 from attnet.data import synthetic
 from attnet.engine.record import write_text
-from attnet.reproduce import ABLATIONS, run_ablation
+from attnet.reproduce import ABLATIONS, ablation_run_name, run_ablation, run_row
 
 SWEEP_CONFIGS = ("GP only", "SA + GP (fusion layer)", "LA + GP (fusion layer)", "full model")
 
@@ -79,6 +84,32 @@ def run_difficulty_sweep(difficulties, seeds, preset: str, results_dir: str, dat
                             resume=resume, epochs=epochs, jobs=jobs)
         frames.append(runs.assign(difficulty=float(difficulty)))
     return pd.concat(frames, ignore_index=True)
+
+
+def finished_sweep(difficulties, seeds, preset: str, results_dir: str, data_root: str | None = None,
+                   configs=SWEEP_CONFIGS, epochs: int | None = None) -> pd.DataFrame:
+    """run_difficulty_sweep's rows from the runs already finished, training nothing. A run without
+    final.json, or finished under other settings than its preset's now (record.check_finished),
+    is a "not finished" row, so the table's seeds column reads finished/asked."""
+    from attnet.engine.record import check_finished
+    from attnet.experiments import spec_config
+    rows = []
+    for difficulty in difficulties:
+        name, root = sweep_preset(preset, difficulty, Path(results_dir) / "presets", data_root)
+        for config in configs:
+            spec = ABLATIONS[config]
+            for seed in seeds:
+                run_dir = Path(results_dir) / "runs" / ablation_run_name(name, spec, seed)
+                error = "" if (run_dir / "final.json").is_file() else f"{run_dir}: not finished"
+                if not error:
+                    cfg = spec_config(name, spec, seed, results_dir, data_root=root, epochs=epochs)
+                    try:
+                        check_finished(run_dir, cfg)
+                    except ValueError as err:
+                        error = str(err)
+                rows.append(run_row((config, spec, seed), name, run_dir, float("nan"), error, status="not finished")
+                            | {"difficulty": float(difficulty)})
+    return pd.DataFrame(rows)
 
 
 TEXT_COLUMNS = ["difficulty", "configuration", "seeds", "top-1", "last-epoch train top-1 (min)", "Δ vs GP only", "call"]
@@ -148,3 +179,26 @@ def pooling_probe(difficulty: float, train: int = 60, test: int = 40, frames: in
     te_whole, te_actor, te_y = _pooled_colours(difficulty, test, train, frames, size, seed)
     return {"difficulty": difficulty, "global": _ridge_accuracy(tr_whole, tr_y, te_whole, te_y),
             "actor": _ridge_accuracy(tr_actor, tr_y, te_actor, te_y), "test_videos": len(te_y)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m attnet.sweep",
+                                     description="07_difficulty's table over the runs finished so far; trains nothing")
+    parser.add_argument("--preset", default="synthetic")
+    parser.add_argument("--results", default="results", help="the results folder whose runs/ to read")
+    parser.add_argument("--difficulties", type=float, nargs="+", default=[0, 0.5, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args(argv)
+    from attnet.reproduce import to_markdown
+    runs = finished_sweep(args.difficulties, args.seeds, args.preset, args.results, args.data_root)
+    print(to_markdown(difficulty_table(runs)[TEXT_COLUMNS]))
+    missing = runs[runs["status"] != "done"]
+    print(f"\n{len(runs) - len(missing)} of {len(runs)} runs finished; paired 95 % t-intervals over the seeds both "
+          "finished.")
+    for error in missing["error"].head(5):
+        print(f"  {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -78,3 +78,43 @@ def test_the_pooling_probe_loses_the_class_in_the_global_average_but_not_in_the_
     assert easy["test_videos"] == hard["test_videos"] == 80
     assert hard["global"] < easy["global"] - 15 and hard["global"] < 30      # chance is 12.5 %
     assert min(easy["actor"], hard["actor"]) > 70 and hard["actor"] > hard["global"] + 40
+
+
+def _finished(results, preset, config, seed, top1, train, epochs=None):
+    """A finished run as fit leaves it (config.yaml, final.json, metrics.csv), trained on `epochs`
+    (None: its preset's) without training anything."""
+    import json
+
+    from attnet.engine.record import record_config
+    from attnet.experiments import spec_config
+    from attnet.reproduce import ABLATIONS, ablation_run_name
+    run = results / "runs" / ablation_run_name(preset, ABLATIONS[config], seed)
+    run.mkdir(parents=True)
+    record_config(run, spec_config(preset, ABLATIONS[config], seed, str(results), epochs=epochs))
+    (run / "final.json").write_text(json.dumps({"test": {"top1": top1, "num_videos": 40}, "config": {}}))
+    pd.DataFrame({"epoch": [1], "train_top1": [train]}).to_csv(run / "metrics.csv", index=False)
+
+
+def test_the_finished_runs_give_the_table_so_far_and_runs_of_other_settings_are_left_out(tmp_path, capsys):
+    results = tmp_path / "results"
+    harder, _ = sweep.sweep_preset("synthetic-smoke", 0.5, results / "presets")
+    for seed, gp, full in ((0, 80.0, 84.0), (1, 90.0, 96.0)):           # difficulty 0: the preset itself
+        _finished(results, "synthetic-smoke", "GP only", seed, gp, 99.0)
+        _finished(results, "synthetic-smoke", "full model", seed, full, 91.0)
+    _finished(results, harder, "GP only", 0, 70.0, 95.0)
+    _finished(results, harder, "full model", 0, 75.0, 93.0)
+    _finished(results, harder, "full model", 1, 99.0, 99.0, epochs=4)    # trained before the budget was x 1.5
+    runs = sweep.finished_sweep([0, 0.5], [0, 1], "synthetic-smoke", str(results), configs=["GP only", "full model"])
+    table = sweep.difficulty_table(runs).set_index(["difficulty", "configuration"])
+    # difficulty 0: full - GP = +4, +6: mean 5, sd 1.41421, half-width 12.7062 * 1.41421 / sqrt(2) = 12.7
+    assert table.loc[(0.0, "full model"), ["seeds", "Δ vs GP only", "call"]].tolist() == ["2/2", "+5.0 [-7.7, +17.7]",
+                                                                                         "no difference"]
+    # difficulty 0.5: GP's seed 1 never ran, the full model's seed 1 ran 4 epochs where the preset now says 6
+    assert table.loc[(0.5, "GP only"), "seeds"] == "1/2" and table.loc[(0.5, "full model"), "seeds"] == "1/2"
+    assert table.loc[(0.5, "full model"), ["top1", "Δ vs GP only"]].tolist() == [75.0, "+5.0"]
+    errors = runs.set_index(["difficulty", "config", "seed"])["error"]
+    assert "optim.epochs: 4 -> 6" in errors[(0.5, "full model", 1)] and "not finished" in errors[(0.5, "GP only", 1)]
+    sweep.main(["--preset", "synthetic-smoke", "--results", str(results), "--difficulties", "0", "0.5",
+                "--seeds", "0", "1"])
+    out = capsys.readouterr().out
+    assert "| 0.5 | full model | 1/2 | 75.0 | 93.0 | +5.0 | n < 2 |" in out and "6 of 16 runs finished" in out   # the 4 configurations
