@@ -571,8 +571,9 @@ def main(argv: list[str] | None = None) -> None:
     total = time.perf_counter() - started
     from attnet.engine.runtime import cpu_facts, cpu_label
     from attnet.replicate import write_machine
-    for row in timings:                   # results can come from calls on several machines: each row says its own
-        row.update(command=f"`{command}`", commit=commit, machine=cpu_label(cpu_facts()))
+    machine = cpu_label(cpu_facts())      # results can come from calls on several machines: each row says its own
+    for row in timings:
+        row.update(command=f"`{command}`", commit=commit, machine=machine)
     table = merge_timings(results / "tables" / f"reproduce_timings_{preset}.csv", timings)
     write_table(table, results / "tables" / f"reproduce_timings_{preset}", note=TIMINGS_NOTE)
     write_index(results, made_by(table))
