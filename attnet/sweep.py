@@ -189,9 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--difficulties", type=float, nargs="+", default=[0, 0.5, 1, 2])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--configs", nargs="+", default=list(SWEEP_CONFIGS), choices=SWEEP_CONFIGS, metavar="CONFIG",
+                        help=f"the configurations to read (default: all of {', '.join(SWEEP_CONFIGS)})")
     args = parser.parse_args(argv)
     from attnet.reproduce import to_markdown
-    runs = finished_sweep(args.difficulties, args.seeds, args.preset, args.results, args.data_root)
+    runs = finished_sweep(args.difficulties, args.seeds, args.preset, args.results, args.data_root, args.configs)
     print(to_markdown(difficulty_table(runs)[TEXT_COLUMNS]))
     missing = runs[runs["status"] != "done"]
     print(f"\n{len(runs) - len(missing)} of {len(runs)} runs finished; paired 95 % t-intervals over the seeds both "
