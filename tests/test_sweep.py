@@ -31,6 +31,18 @@ def test_at_the_presets_own_difficulty_the_sweep_trains_the_preset_itself_so_its
     assert [sweep.difficulty_epochs(20, d) for d in (0, 0.5, 1, 2)] == [20, 30, 40, 60]
 
 
+@pytest.mark.parametrize("preset, videos, epochs", [("synthetic-train40", 320, 135), ("synthetic-train150", 1200, 36)])
+def test_the_training_set_presets_take_the_sweeps_steps_at_difficulty_2(tmp_path, preset, videos, epochs):
+    """Their README rows compare with the sweep's difficulty-2 runs at (about) equal optimizer steps:
+    600 videos // batch 16 = 37 steps x 72 epochs = 2,664 there; 2,700 with 40 or 150 per class."""
+    def steps(name):
+        cfg = load_config(sweep.sweep_preset(name, 2, tmp_path / "presets")[0])
+        per_class = cfg.data.synthetic["videos_per_class"]["train"] * cfg.data.synthetic["num_classes"]
+        return per_class, cfg.optim.epochs, per_class // cfg.data.batch_size * cfg.optim.epochs
+    assert steps("synthetic") == (600, 72, 2664)
+    assert steps(preset) == (videos, epochs, 2700)
+
+
 def test_only_synthetic_presets_and_non_negative_difficulties_are_swept(tmp_path):
     with pytest.raises(ValueError, match="needs a synthetic preset, its data.name is 'hmdb51'"):
         sweep.difficulty_preset("hmdb51", 1, tmp_path)
