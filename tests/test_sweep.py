@@ -37,8 +37,8 @@ def test_the_training_set_presets_take_the_sweeps_steps_at_difficulty_2(tmp_path
     600 videos // batch 16 = 37 steps x 72 epochs = 2,664 there; 2,700 with 40 or 150 per class."""
     def steps(name):
         cfg = load_config(sweep.sweep_preset(name, 2, tmp_path / "presets")[0])
-        per_class = cfg.data.synthetic["videos_per_class"]["train"] * cfg.data.synthetic["num_classes"]
-        return per_class, cfg.optim.epochs, per_class // cfg.data.batch_size * cfg.optim.epochs
+        train = cfg.data.synthetic["videos_per_class"]["train"] * cfg.data.synthetic["num_classes"]
+        return train, cfg.optim.epochs, train // cfg.data.batch_size * cfg.optim.epochs   # drop_last batches
     assert steps("synthetic") == (600, 72, 2664)
     assert steps(preset) == (videos, epochs, 2700)
 
