@@ -11,7 +11,8 @@ Harder sets take longer to fit, so a derived preset trains the preset's epochs x
 difficulty) (`difficulty_epochs`): at 0.75 the full model had 84 % train top-1 after 18
 epochs, against >= 90 % at 0 after 20. The table's train column checks convergence.
 
-A sweep takes hours; what its finished runs say so far, training nothing:
+A sweep takes hours; what its finished runs say so far, training nothing (`--figure PNG` also
+draws it):
 
     python -m attnet.sweep --preset synthetic --difficulties 0.5 1
 """
@@ -183,7 +184,7 @@ def pooling_probe(difficulty: float, train: int = 60, test: int = 40, frames: in
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m attnet.sweep",
-                                     description="07_difficulty's table over the runs finished so far; trains nothing")
+                                     description="07_difficulty's table (and figure) over the runs finished so far; trains nothing")
     parser.add_argument("--preset", default="synthetic")
     parser.add_argument("--results", default="results", help="the results folder whose runs/ to read")
     parser.add_argument("--difficulties", type=float, nargs="+", default=[0, 0.5, 1, 2])
@@ -191,15 +192,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--configs", nargs="+", default=list(SWEEP_CONFIGS), choices=SWEEP_CONFIGS, metavar="CONFIG",
                         help=f"the configurations to read (default: all of {', '.join(SWEEP_CONFIGS)})")
+    parser.add_argument("--figure", default=None, metavar="PNG",
+                        help="also draw the table as 07_difficulty's figure (viz.difficulty_chart) to this file")
     args = parser.parse_args(argv)
     from attnet.reproduce import to_markdown
     runs = finished_sweep(args.difficulties, args.seeds, args.preset, args.results, args.data_root, args.configs)
-    print(to_markdown(difficulty_table(runs)[TEXT_COLUMNS]))
+    table = difficulty_table(runs)
+    print(to_markdown(table[TEXT_COLUMNS]))
     missing = runs[runs["status"] != "done"]
     print(f"\n{len(runs) - len(missing)} of {len(runs)} runs finished; paired 95 % t-intervals over the seeds both "
           "finished.")
     for error in missing["error"].head(5):
         print(f"  {error}")
+    if args.figure:
+        from attnet.viz import difficulty_chart
+        difficulty_chart(table, path=args.figure)
+        print(f"figure: {args.figure}")
 
 
 if __name__ == "__main__":

@@ -130,8 +130,11 @@ def test_the_finished_runs_give_the_table_so_far_and_runs_of_other_settings_are_
                 "--seeds", "0", "1"])
     out = capsys.readouterr().out
     assert "| 0.5 | full model | 1/2 | 75.0 | 93.0 | +5.0 | n < 2 |" in out and "6 of 16 runs finished" in out   # the 4 configurations
+    assert not list(results.rglob("*.png"))
+    figure = tmp_path / "figures" / "d.png"
     sweep.main(["--preset", "synthetic-smoke", "--results", str(results), "--difficulties", "0", "--seeds", "0", "1",
-                "--configs", "GP only", "full model"])
+                "--configs", "GP only", "full model", "--figure", str(figure)])
     out = capsys.readouterr().out
     assert "| 0.0 | full model | 2/2 | 90.0 [13.8, 166.2] | 91.0 | +5.0 [-7.7, +17.7] | no difference |" in out
     assert "SA + GP" not in out and "4 of 4 runs finished" in out
+    assert f"figure: {figure}" in out and figure.read_bytes()[:4] == b"\x89PNG"
