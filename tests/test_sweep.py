@@ -130,7 +130,7 @@ def test_the_finished_runs_give_the_table_so_far_and_runs_of_other_settings_are_
                 "--seeds", "0", "1"])
     out = capsys.readouterr().out
     assert "| 0.5 | full model | 1/2 | 75.0 | 93.0 | +5.0 | n < 2 |" in out and "6 of 16 runs finished" in out   # the 4 configurations
-    assert not list(results.rglob("*.png"))
+    assert not list(tmp_path.rglob("*.png"))                             # no figure unless asked for
     figure = tmp_path / "figures" / "d.png"
     sweep.main(["--preset", "synthetic-smoke", "--results", str(results), "--difficulties", "0", "--seeds", "0", "1",
                 "--configs", "GP only", "full model", "--figure", str(figure)])
