@@ -190,15 +190,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--difficulties", type=float, nargs="+", default=[0, 0.5, 1, 2])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--configs", nargs="+", default=list(SWEEP_CONFIGS), choices=SWEEP_CONFIGS, metavar="CONFIG",
-                        help=f"the configurations to read (default: all of {', '.join(SWEEP_CONFIGS)})")
+    parser.add_argument("--configs", nargs="+", default=list(SWEEP_CONFIGS), choices=list(ABLATIONS), metavar="CONFIG",
+                        help=f"ablation rows to read (default: {', '.join(SWEEP_CONFIGS)}; any of {', '.join(ABLATIONS)})")
+    parser.add_argument("--reference", default="GP only", metavar="CONFIG",
+                        help="the row every paired difference is taken to (one of --configs; default: GP only)")
     parser.add_argument("--figure", default=None, metavar="PNG",
                         help="also draw the table as 07_difficulty's figure (viz.difficulty_chart) to this file")
     args = parser.parse_args(argv)
+    if args.reference not in args.configs:
+        parser.error(f"--reference {args.reference!r} is not among --configs: add it there")
     from attnet.reproduce import to_markdown
     runs = finished_sweep(args.difficulties, args.seeds, args.preset, args.results, args.data_root, args.configs)
-    table = difficulty_table(runs)
-    print(to_markdown(table[TEXT_COLUMNS]))
+    table = difficulty_table(runs, reference=args.reference)
+    print(to_markdown(table[[c.replace("GP only", args.reference) for c in TEXT_COLUMNS]]))
     missing = runs[runs["status"] != "done"]
     print(f"\n{len(runs) - len(missing)} of {len(runs)} runs finished; paired 95 % t-intervals over the seeds both "
           "finished.")

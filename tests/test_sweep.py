@@ -138,3 +138,25 @@ def test_the_finished_runs_give_the_table_so_far_and_runs_of_other_settings_are_
     assert "| 0.0 | full model | 2/2 | 90.0 [13.8, 166.2] | 91.0 | +5.0 [-7.7, +17.7] | no difference |" in out
     assert "SA + GP" not in out and "4 of 4 runs finished" in out
     assert f"figure: {figure}" in out and figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_any_ablation_row_can_be_read_and_taken_as_the_reference(tmp_path, capsys):
+    results = tmp_path / "results"
+    for seed, gp, oracle, full in ((0, 80.0, 95.0, 84.0), (1, 90.0, 97.0, 96.0)):
+        _finished(results, "synthetic-smoke", "GP only", seed, gp, 99.0)
+        _finished(results, "synthetic-smoke", "oracle + GP (fusion layer)", seed, oracle, 100.0)
+        _finished(results, "synthetic-smoke", "full model", seed, full, 91.0)
+    configs = ["--configs", "GP only", "oracle + GP (fusion layer)", "full model"]
+    sweep.main(["--preset", "synthetic-smoke", "--results", str(results), "--difficulties", "0", "--seeds", "0", "1",
+                *configs, "--reference", "oracle + GP (fusion layer)"])
+    out = capsys.readouterr().out
+    assert "| Δ vs oracle + GP (fusion layer) | call |" in out
+    # full - oracle = -11, -1: mean -6, sd 7.07107, half-width 12.7062 * 7.07107 / sqrt(2) = 63.5
+    assert "| 0.0 | full model | 2/2 | 90.0 [13.8, 166.2] | 91.0 | -6.0 [-69.5, +57.5] | no difference |" in out
+    # GP - oracle = -15, -7: mean -11, sd 5.65685, half-width 12.7062 * 4 = 50.8
+    assert "| 0.0 | GP only | 2/2 | 85.0 [21.5, 148.5] | 99.0 | -11.0 [-61.8, +39.8] | no difference |" in out
+    assert "| 0.0 | oracle + GP (fusion layer) | 2/2 | 96.0 [83.3, 108.7] | 100.0 |  | reference |" in out
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["--preset", "synthetic-smoke", "--results", str(results), "--difficulties", "0",
+                    "--configs", "GP only", "full model", "--reference", "oracle + GP (fusion layer)"])
+    assert exit_.value.code == 2 and "is not among --configs" in capsys.readouterr().err
