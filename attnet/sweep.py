@@ -113,14 +113,19 @@ def finished_sweep(difficulties, seeds, preset: str, results_dir: str, data_root
     return pd.DataFrame(rows)
 
 
-TEXT_COLUMNS = ["difficulty", "configuration", "seeds", "top-1", "last-epoch train top-1 (min)", "Δ vs GP only", "call"]
+def text_columns(reference: str = "GP only") -> list[str]:
+    """difficulty_table's columns for reading, with its paired differences taken to `reference`."""
+    return ["difficulty", "configuration", "seeds", "top-1", "last-epoch train top-1 (min)", f"Δ vs {reference}", "call"]
+
+
+TEXT_COLUMNS = text_columns()
 
 
 def difficulty_table(runs: pd.DataFrame, reference: str = "GP only", level: float = 0.95) -> pd.DataFrame:
     """Per difficulty and configuration: finished seeds, the mean test top-1 and its t-interval
     (NaN below 2 seeds), the lowest final-epoch train top-1 (convergence), and the paired
     difference to `reference` at that difficulty (seed by seed) with its t-interval and call:
-    where attention starts to pay. TEXT_COLUMNS (for the default reference) are for reading;
+    where attention starts to pay. text_columns(reference) are for reading;
     top1, low and high are for viz.difficulty_chart."""
     rows = []
     for difficulty, at in runs.groupby("difficulty", sort=False):
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     from attnet.reproduce import to_markdown
     runs = finished_sweep(args.difficulties, args.seeds, args.preset, args.results, args.data_root, args.configs)
     table = difficulty_table(runs, reference=args.reference)
-    print(to_markdown(table[[c.replace("GP only", args.reference) for c in TEXT_COLUMNS]]))
+    print(to_markdown(table[text_columns(args.reference)]))
     missing = runs[runs["status"] != "done"]
     print(f"\n{len(runs) - len(missing)} of {len(runs)} runs finished; paired 95 % t-intervals over the seeds both "
           "finished.")
