@@ -39,9 +39,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(metrics, indent=1))
 
 
-DELEGATED = {"data": ("attnet.data.cli", "datasets: synth, check, layout"),
-             "bench": ("attnet.bench", "benchmarks: model, data"),
-             "reproduce": ("attnet.reproduce", "run the notebooks with papermill")}
+DELEGATED = {"data": ("attnet.data.cli", "datasets: synth, check, layout, reencode"),
+             "bench": ("attnet.bench", "benchmarks: model, data, gpu, run"),
+             "reproduce": ("attnet.reproduce", "run the notebooks 00-06 with papermill"),
+             "replicate": ("attnet.replicate", "compare two results folders call by call")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train, validate and test one configuration",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=f"presets: {', '.join(presets())}\n\noverride keys and defaults:\n{describe()}")
-    p.add_argument("--preset", default="synthetic", help="a name from configs/ or a .yaml path")
+    p.add_argument("--preset", default="synthetic", help="a preset name (attnet/presets/) or a .yaml path")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.streams=[sa] optim.epochs=5")
     p.set_defaults(func=_train)

@@ -2,13 +2,16 @@
 
     cfg = load_config("hmdb51", ["model.streams=[sa]", "optim.epochs=5"])
 
-Presets live in configs/<name>.yaml; a preset may name a `base` preset it refines.
-Unknown keys, wrong types and impossible values are rejected naming the key.
+Presets ship in attnet/presets/<name>.yaml (more folders: $ATTNET_PRESET_PATH); a preset may
+name a `base` preset it refines, and Python modules to `imports` first (a study's backbone,
+registered from outside the package, as mmaction2's custom_imports). Unknown keys, wrong
+types and impossible values are rejected naming the key.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import os
 import types
 import typing
@@ -19,12 +22,12 @@ from typing import Any, Sequence
 import yaml
 
 from attnet.data import DATASETS
+from attnet.files import write_text
 from attnet.models import BACKBONES, STREAMS, TEMPORAL_MODELS
+from attnet.optim import OPTIMIZERS, SCHEDULES
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-
-
-PRESET_PATH = "ATTNET_PRESET_PATH"     # more preset folders (os.pathsep-separated), searched after configs/
+CONFIG_DIR = Path(__file__).resolve().parent / "presets"
+PRESET_PATH = "ATTNET_PRESET_PATH"     # more preset folders (os.pathsep-separated), searched after CONFIG_DIR
 
 
 class ConfigError(ValueError):
@@ -77,12 +80,12 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"                   # sgd (the authors') | adamw
+    name: str = "sgd"                   # a name of attnet.optim.OPTIMIZERS: sgd (the authors') | adamw
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 1e-5
     epochs: int = 18
-    schedule: str = "cosine"            # cosine: lr(e) = 0.5 (1 + cos(pi e / E)) lr | constant
+    schedule: str = "cosine"            # a name of attnet.optim.SCHEDULES: cosine (the authors') | constant
     clip_grad: float | None = None      # max gradient norm
     amp: str = "off"                    # autocast on CPU and CUDA: bf16 | fp16 (loss-scaled) | off
 
@@ -117,6 +120,7 @@ class ReproduceConfig:
 @dataclass
 class Config:
     preset: str = "custom"
+    imports: list[str] = field(default_factory=list)   # modules imported before validation (they register parts)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -128,17 +132,16 @@ class Config:
 
     @property
     def run_name(self) -> str:
-        m = self.model
-        return self.run.name or default_run_name(self.preset, m.streams, m.temporal, m.fusion_layer, m.ga_reg,
-                                                 self.run.seed, m.ga_detach_gp)
+        return self.run.name or run_name(self.preset, self.model, self.run.seed)
 
 
-def default_run_name(preset: str, streams, temporal: str = "sru", fusion_layer: bool = True, ga_reg: bool = True,
-                     seed: int = 0, ga_detach_gp: bool = False, amp: str | None = None) -> str:
+# The model settings an ablation row may change (attnet.ablation); each shows in the run name
+# when it differs from ModelConfig's default, so the full model's name carries none of them.
+def run_name(preset: str, model: ModelConfig, seed: int = 0, amp: str | None = None) -> str:
     """<preset>_<streams>_<temporal>[_nofusion][_noga][_gadetach][_<precision>]_seed<N>: the registry name of a
     configuration; the precision appears only when an ablation sets optim.amp against the preset's."""
-    parts = [preset, "+".join(streams), temporal] + ([] if fusion_layer else ["nofusion"]) + ([] if ga_reg else ["noga"])
-    parts += ["gadetach"] if ga_detach_gp else []
+    parts = [preset, "+".join(model.streams), model.temporal] + ([] if model.fusion_layer else ["nofusion"])
+    parts += ([] if model.ga_reg else ["noga"]) + (["gadetach"] if model.ga_detach_gp else [])
     parts += [{"off": "fp32"}.get(amp, amp)] if amp else []
     return "_".join(parts + [f"seed{seed}"])
 
@@ -151,8 +154,8 @@ CHOICES = {
     "model.backbone": BACKBONES,
     "model.temporal": TEMPORAL_MODELS,
     "model.score_fusion": ("logits", "probs"),
-    "optim.name": ("sgd", "adamw"),
-    "optim.schedule": ("cosine", "constant"),
+    "optim.name": OPTIMIZERS,
+    "optim.schedule": SCHEDULES,
     "optim.amp": ("bf16", "fp16", "off"),
 }
 POSITIVE = ("data.segments", "data.size", "data.num_clips", "data.batch_size", "data.eval_batch_size",
@@ -216,10 +219,17 @@ def _apply(obj: Any, values: dict, prefix: str = "", source: str = "") -> None:
                 raise ConfigError(f"{source}{err}") from None
 
 
+def flat_config(data: dict, prefix: str = "") -> dict[str, Any]:
+    """A config's dict (to_dict(), a run's config.yaml) as {"section.key": value}; data.synthetic,
+    the generator's arguments, stays one value."""
+    if isinstance(data, dict) and prefix != "data.synthetic.":
+        return {k: v for key, sub in data.items() for k, v in flat_config(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: data}
+
+
 def validate(cfg: Config) -> Config:
     """Reject impossible values, naming the key."""
-    flat = {f"{section}.{k}": v for section in ("data", "model", "optim", "run")
-            for k, v in asdict(getattr(cfg, section)).items()}
+    flat = flat_config(cfg.to_dict())
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
             raise ConfigError(f"{key}: {flat[key]!r} is not one of {', '.join(allowed)}")
@@ -299,23 +309,43 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     return validate(cfg)
 
 
+def import_modules(modules: Sequence[str], source: str = "") -> None:
+    """Import a preset's `imports` (they register backbones, streams, datasets ...)."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"{source}imports: cannot import {name!r} ({err}); run from the folder that holds it "
+                              "or add that folder to PYTHONPATH") from None
+
+
 def load_config(preset: str | Path, overrides: Sequence[str] = ()) -> Config:
     """The preset (and its bases) with the dotted overrides applied, validated."""
     cfg = Config(preset=Path(preset).stem)
     for path, data in _preset_chain(preset):
         _apply(cfg, data, source=f"{path}: ")
+        import_modules(cfg.imports, source=f"{path}: ")
     return apply_overrides(cfg, overrides)
 
 
 def config_from_dict(data: dict) -> Config:
     """A Config from `to_dict()` output (e.g. a run's config.yaml)."""
+    import_modules(data.get("imports") or [])
     cfg = Config()
     _apply(cfg, data)
     return validate(cfg)
 
 
+def derived_preset(preset: str | Path, tag: str, changes: dict, folder: str | Path) -> Path:
+    """Write <folder>/<preset>-<tag>.yaml (base: preset, then `changes`, {section: {key: value}})
+    atomically and return its path: a preset of its own name, so its runs have their own names."""
+    path = Path(folder) / f"{load_config(preset).preset}-{tag}.yaml"
+    write_text(path, yaml.safe_dump({"base": str(preset), **changes}, sort_keys=False))
+    return path.resolve()
+
+
 def describe() -> str:
-    """Every override key with its default, for --help."""
+    """Every override key with its default and, where a registry holds them, its choices, for --help."""
     lines = []
     for section in ("data", "model", "optim", "run"):
         for f in dataclasses.fields(getattr(Config(), section)):

@@ -17,7 +17,8 @@ from typing import Mapping
 
 import torch
 
-from .models import GLKANet
+from attnet.files import CheckpointError, load_weights
+from attnet.models import GLKANet
 
 _STREAM = {"average": "gp", "auto": "sa", "learned": "la"}
 _RULES = [
@@ -32,10 +33,6 @@ _RULES = [
 ]
 # torchvision ResNets by the number of blocks in layer3 (spatial.net.6) and block type
 _RESNET_BY_DEPTH = {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50"}
-
-
-class CheckpointError(ValueError):
-    """The file is not a checkpoint of the authors' release."""
 
 
 def convert_state_dict(state: Mapping[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
@@ -82,8 +79,7 @@ def load_authors_checkpoint(path_or_state_dict: str | Path | Mapping[str, torch.
         source = str(path_or_state_dict)
         if not Path(source).is_file():
             raise FileNotFoundError(f"{source}: checkpoint not found")
-        from attnet.engine.checkpoint import load
-        state = load(Path(source), fix="download the authors' checkpoint again")
+        state = load_weights(Path(source), fix="download the authors' checkpoint again")
     else:
         source, state = "state dict", path_or_state_dict
     state = convert_state_dict(state, source)

@@ -1,4 +1,4 @@
-"""What notebooks 02 (one run), 04 (attention) and 06 (transfer) compute, as functions, so that a notebook cell
+"""What notebooks 04 (attention) and 06 (transfer) compute, as functions, so that a notebook cell
 is a call and a picture, and the computation is tested like the rest of the package.
 """
 from __future__ import annotations
@@ -15,9 +15,8 @@ import yaml
 
 from attnet.config import Config, config_from_dict, load_config
 from attnet.data import ClipDataset, synthetic
-from attnet.engine import checkpoint, fit
+from attnet.engine import checkpoint, fit, runtime
 from attnet.engine.build import build_datasets, build_model, dataset_root
-from attnet.engine import runtime
 from attnet.localization import localization_scores
 from attnet.models import GLKANet
 from attnet.viz import to_images
@@ -29,34 +28,19 @@ def run_overrides(results_dir: str, resume: bool = True, data_root: str | None =
     return out + ([f"data.root={data_root}"] if data_root else [])
 
 
-SPEC_DEFAULTS = {"streams": ["gp", "sa", "la"], "fusion_layer": True, "ga_reg": True, "ga_detach_gp": False,
-                 "temporal": "sru", "amp": None}    # an ablation spec's unset keys (amp None: the preset's)
-
-
-def train_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "results/smoke", resume: bool = True,
-                 data_root: str | None = None, epochs: int | None = None, threads: int | None = None,
-                 device: str = "auto", run_name: str | None = None) -> tuple[Path, dict]:
-    """Train and test one configuration (an ablation spec: model streams, fusion layer, GA, temporal
-    model, precision) with one seed; (run directory, its final.json). What notebook 02 runs, and
-    what every ablation run calls in a worker of run_ablation's pool."""
-    run_dir = fit(spec_config(preset, spec, seed, results_dir, resume, data_root, epochs, threads, device, run_name))
-    return run_dir, json.loads((run_dir / "final.json").read_text())
-
-
-def spec_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "results/smoke", resume: bool = True,
-                data_root: str | None = None, epochs: int | None = None, threads: int | None = None,
-                device: str = "auto", run_name: str | None = None) -> Config:
-    """The config train_config trains: also what a finished run of it must have been trained with."""
-    spec = SPEC_DEFAULTS | spec
-    overrides = run_overrides(results_dir, resume, data_root) + [
-        f"model.streams={json.dumps(spec['streams'])}", f"model.fusion_layer={spec['fusion_layer']}",
-        f"model.ga_reg={spec['ga_reg']}", f"model.ga_detach_gp={spec['ga_detach_gp']}",
-        f"model.temporal={spec['temporal']}", f"run.seed={seed}", f"run.device={device}"]
-    overrides += [f"optim.epochs={epochs}"] if epochs else []
-    overrides += [f"optim.amp={spec['amp']}"] if spec["amp"] else []
-    overrides += [f"run.name={run_name}"] if run_name else []
-    overrides += [f"run.threads={threads}"] if threads else []
-    return load_config(preset, overrides)
+def notebook_param(name: str, value, kind: type):
+    """A notebook parameter as `kind` (list or dict): `papermill -p` passes lists and mappings as
+    strings, which are read as YAML (so JSON too); a bare string or number is a one-item list."""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"parameter {name}: {value!r} is not a valid YAML / JSON {kind.__name__}") from None
+    if kind is list and isinstance(value, (str, int, float)):
+        value = [value]
+    if not isinstance(value, kind):
+        raise ValueError(f"parameter {name}: expected a {kind.__name__}, got {value!r}")
+    return value
 
 
 @dataclass

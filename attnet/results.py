@@ -7,13 +7,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-
-def _flatten(prefix: str, value, out: dict) -> None:
-    if isinstance(value, dict) and prefix not in ("data.synthetic",):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
-    else:
-        out[prefix] = "+".join(map(str, value)) if isinstance(value, list) else value
+from attnet.config import flat_config
 
 
 def run_status(run_dir: Path) -> str:
@@ -34,7 +28,8 @@ def load_runs(path: str | Path = "results/runs") -> pd.DataFrame:
         if not (run_dir / "config.yaml").is_file():
             continue
         row: dict = {"run": run_dir.name, "path": str(run_dir), "status": run_status(run_dir)}
-        _flatten("", yaml.safe_load((run_dir / "config.yaml").read_text()), row)
+        flat = flat_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        row |= {k: "+".join(map(str, v)) if isinstance(v, list) else v for k, v in flat.items()}
         if row["status"] == "done":
             final = json.loads((run_dir / "final.json").read_text())
             for k, v in final["test"].items():

@@ -24,7 +24,8 @@ STREAM_NAMES = {"la": "Learning-based Attention", "sa": "Statistic-based Attenti
 STREAM_COLOURS = {"fused": "#444444", "gp": "#8c8c8c", "sa": "#1f77b4", "la": "#d62728"}
 
 
-def _save(fig, path) -> Figure:
+def save_figure(fig, path) -> Figure:
+    """Write `fig` to `path` (when given) and return it, for display in a notebook."""
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -75,7 +76,7 @@ def attention_figure(images: np.ndarray, maps: dict[str, torch.Tensor], title: s
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(wspace=0.03, hspace=0.05)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def attention_gif(images: np.ndarray, maps: dict[str, torch.Tensor], path, scale: int = 2, ms: int = 250) -> Path:
@@ -109,7 +110,7 @@ def learning_curves(metrics: pd.DataFrame, title: str = "", path=None) -> Figure
     right.legend(fontsize=6, ncol=2)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def stream_accuracy(test: dict, title: str = "", path=None) -> Figure:
@@ -123,7 +124,7 @@ def stream_accuracy(test: dict, title: str = "", path=None) -> Figure:
         ax.text(i, v + 1, f"{v:.1f}", ha="center", fontsize=8)
     ax.set(ylabel="test top-1 (%)", ylim=(0, 105), title=title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> Figure:
@@ -138,35 +139,7 @@ def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> F
                   order=list(dict.fromkeys(done["config"])))
     ax.set(xlabel="test top-1 (%), mean and 95 % t-interval over seeds", ylabel="", xlim=(0, 100))
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def difficulty_chart(table: pd.DataFrame, path=None, converged: float = 90.0):
-    """Test top-1 against the dataset's difficulty, one line per configuration, with the 95 %
-    t-intervals over seeds of attnet.sweep.difficulty_table (no bar below two seeds). A point
-    with a seed whose final-epoch train top-1 is below `converged` (the synthetic preset's
-    criterion) is drawn open: it measures an unfinished run, not what the configuration reaches."""
-    fig = Figure(figsize=(6, 3.8))
-    ax = fig.subplots()
-    configs = list(dict.fromkeys(table["configuration"]))
-    open_points = False
-    for i, (config, rows) in enumerate(table.groupby("configuration", sort=False)):
-        shift = (i - (len(configs) - 1) / 2) * 0.015 * max(1.0, float(np.ptp(table["difficulty"])))   # bars apart
-        x = rows["difficulty"] + shift
-        bars = ax.errorbar(x, rows["top1"], yerr=[rows["top1"] - rows["low"], rows["high"] - rows["top1"]],
-                           marker="o", capsize=3, label=config)
-        short = rows["last-epoch train top-1 (min)"] < converged
-        if short.any():
-            open_points = True
-            ax.scatter(x[short], rows["top1"][short], s=40, facecolors="white", zorder=3,
-                       edgecolors=bars.lines[0].get_color())
-    ax.set(xlabel="difficulty (0: the original synthetic set)", ylabel="test top-1 (%), 95 % t-interval",
-           ylim=(0, 100), xticks=sorted(table["difficulty"].unique()))
-    if open_points:
-        ax.set_title(f"open: a seed below {converged:g} % final-epoch train top-1 (not converged)", fontsize=8)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def tsn_timeline(num_frames: int, segments: int, train_draws: list[list[int]], test_clips: list[list[int]],
@@ -186,7 +159,7 @@ def tsn_timeline(num_frames: int, segments: int, train_draws: list[list[int]], t
            title=f"TSN sampling: {num_frames} frames, {segments} segments")
     ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1, 1.35), ncol=2)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def class_samples(dataset, boxes_of=None, frames: int = 4, title: str = "", path=None) -> Figure:
@@ -213,26 +186,4 @@ def class_samples(dataset, boxes_of=None, frames: int = 4, title: str = "", path
         axes[row, 0].set_ylabel(dataset.classes[label], rotation=0, ha="right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
-
-
-def causes_chart(table: pd.DataFrame, path=None) -> Figure:
-    """Attention mass in the actor box (%) per experiment of attnet.causes.causes_table, SA and
-    LA with their 95 % t-intervals over seeds (no bar below two seeds), between uniform attention
-    (the floor) and the oracle (the ceiling) drawn as vertical lines."""
-    fig = Figure(figsize=(7, 0.5 * len(table) + 1.5))
-    ax = fig.subplots()
-    bounds = table["seeds"] == ""
-    rows = table[~bounds].reset_index(drop=True)
-    for shift, stream, colour in ((-0.15, "sa", "#1f77b4"), (0.15, "la", "#d62728")):
-        ax.errorbar(rows[f"{stream}_mass"], rows.index + shift,
-                    xerr=[rows[f"{stream}_mass"] - rows[f"{stream}_low"], rows[f"{stream}_high"] - rows[f"{stream}_mass"]],
-                    fmt="o", capsize=3, color=colour, label=stream.upper())
-    for (_, row), style in zip(table[bounds].iterrows(), (":", "--")):
-        ax.axvline(row["sa_mass"], color="#555555", ls=style, label=f"{row['experiment']}: {row['sa_mass']:.1f}")
-    ax.set_yticks(rows.index, rows["experiment"])
-    ax.invert_yaxis()
-    ax.set(xlabel="attention mass in the actor box (%), mean and 95 % t-interval over seeds", xlim=(0, None))
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from attnet import replicate
+from attnet import machine, replicate
 
 
 def runs(gp, full, la):
@@ -40,7 +40,7 @@ def test_the_command_writes_the_table_with_both_machines(tmp_path, monkeypatch):
         (tmp_path / name / "tables").mkdir(parents=True)
         frame.to_csv(tmp_path / name / "tables" / "ablation_runs_synthetic.csv", index=False)
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
-    replicate.write_machine(tmp_path / "b", "synthetic")
+    machine.write_machine(tmp_path / "b", "synthetic")
     assert json.loads((tmp_path / "b" / "machine_synthetic.json").read_text())["aten_cpu_capability"] == "avx2"
     replicate.main([str(tmp_path / "a"), str(tmp_path / "b")])
     text = (tmp_path / "a" / "tables" / "replication_synthetic.md").read_text()
@@ -53,43 +53,6 @@ def test_the_command_writes_the_table_with_both_machines(tmp_path, monkeypatch):
 def test_a_folder_without_runs_is_one_clear_line(tmp_path):
     with pytest.raises(SystemExit, match="ablation_runs_synthetic.csv: no ablation runs; make them with"):
         replicate.load_runs_table(tmp_path, "synthetic")
-
-
-def causes_runs(patch_sa_mass, nolight=True):
-    """Full model SA mass 5, 6, 7 per seed; 'receptive field' SA mass as given; every other
-    measure equal to the full model's (a difference of exactly 0 on every seed)."""
-    configs = ["full model", "receptive field"] + (["lighting cue"] if nolight else [])
-    frame = pd.DataFrame({"config": [c for c in configs for _ in range(3)], "seed": [0, 1, 2] * len(configs),
-                          "status": "done"})
-    frame["sa.mass"] = [5.0, 6.0, 7.0] + patch_sa_mass + ([5.0, 6.0, 7.0] if nolight else [])
-    for column in ("sa.hit", "la.mass", "la.hit"):
-        frame[column] = [1.0, 2.0, 3.0] * len(configs)
-    return frame
-
-
-def test_cause_calls_are_compared_per_stream_and_measure():
-    # A: SA mass - full = +10, +12, +11 -> mean 11, sd 1, half-width 4.303 / sqrt(3) = 2.48 -> better;
-    # B: +10, -5, +3 -> mean +2.7, its interval spans 0 -> no difference: a flipped call
-    table = replicate.compare_causes(causes_runs([15.0, 18.0, 18.0]), causes_runs([15.0, 1.0, 10.0], nolight=False))
-    assert list(table["measure"][:4]) == ["SA mass", "SA pointing", "LA mass", "LA pointing"]
-    assert list(table["experiment"]) == ["receptive field"] * 4 + ["lighting cue"] * 4     # no row for the reference
-    sa = table.iloc[0]
-    assert (sa["Δ A"], sa["call A"], sa["call B"], sa["same call"]) == ("+11.0 [+8.5, +13.5]", "better", "no difference", "NO")
-    assert sa["Δ B"].startswith("+2.7 [")
-    assert table.iloc[1]["call A"] == table.iloc[1]["call B"] == "no difference" and table.iloc[1]["same call"] == "yes"
-    assert set(table.iloc[4:]["call B"]) == {"missing"} and set(table.iloc[4:]["same call"]) == {"NO"}
-
-
-def test_the_causes_command_writes_its_own_table(tmp_path):
-    for name, frame in (("a", causes_runs([15.0, 18.0, 18.0])), ("b", causes_runs([16.0, 17.0, 19.0]))):
-        (tmp_path / name / "tables").mkdir(parents=True)
-        frame.to_csv(tmp_path / name / "tables" / "attention_causes_runs_synthetic.csv", index=False)
-    replicate.main([str(tmp_path / "a"), str(tmp_path / "b"), "--causes"])
-    text = (tmp_path / "a" / "tables" / "replication_causes_synthetic.md").read_text()
-    assert "8 of 8 calls agree" in text and f"--preset synthetic --causes`." in text
-    with pytest.raises(SystemExit, match="attention_causes_runs_synthetic.csv: no attention causes runs; .*"
-                                         "--only 08_attention_causes"):
-        replicate.main([str(tmp_path / "a"), str(tmp_path / "missing"), "--causes"])
 
 
 CPUINFO = """processor\t: 0
@@ -106,11 +69,11 @@ model name\t: another core
 
 
 def test_the_machine_record_names_family_model_and_the_kernel_choosing_flags():
-    info = replicate.describe_machine(CPUINFO)
+    info = machine.describe_machine(CPUINFO)
     assert (info["cpu"], info["cpu_family"], info["cpu_model"]) == ("AMD EPYC", 26, 2)   # the first block only
     assert info["isa"] == ["avx512_bf16", "avx512f", "avx2", "avx"]                     # no AMX on this one
-    text = replicate.machine_text(info)
+    text = machine.machine_text(info)
     assert text.startswith("AMD EPYC (family 26, model 2), avx512_bf16/avx512f/avx2/avx, ")
-    # a record written before these fields (results/replicate-*) still reads
-    assert replicate.machine_text({"cpu": "AMD EPYC", "cores": 2}).startswith("AMD EPYC, 2 cores")
-    assert "isa" not in replicate.describe_machine([]) and "cpu_family" not in replicate.describe_machine([])
+    # a record written before these fields still reads
+    assert machine.machine_text({"cpu": "AMD EPYC", "cores": 2}).startswith("AMD EPYC, 2 cores")
+    assert "isa" not in machine.describe_machine([]) and "cpu_family" not in machine.describe_machine([])

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from attnet import reproduce
-from attnet.reproduce import ABLATIONS, ablation_run_name, budget, fresh_runs
+from attnet.ablation import ABLATIONS, ablation_run_name
+from attnet.reproduce import budget, fresh_runs
 
 
 def test_a_gpu_takes_the_presets_bigger_budget_and_the_command_line_wins(monkeypatch):
@@ -22,7 +23,7 @@ def test_reproduce_on_a_gpu_hands_the_notebooks_the_gpu_budget(monkeypatch, tmp_
     recorder: the seeds and jobs they get are the preset's reproduce.cuda budget."""
     seen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(reproduce, "execute", lambda name, output, params, cwd=None: seen.append((name, params)))
+    monkeypatch.setattr(reproduce, "execute", lambda source, output, params, cwd: seen.append((source.stem, params)))
     reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "--results", str(tmp_path / "res")])
     assert [(name, p["seeds"], p["jobs"]) for name, p in seen] == [("03_ablation", list(range(20)), 4)]
     assert "[reproduce] cuda: seeds [0, 1, 2" in capsys.readouterr().out
@@ -38,14 +39,12 @@ def test_a_fresh_call_deletes_the_runs_its_notebooks_train_and_no_others(tmp_pat
     runs = tmp_path / "runs"
     full, seeds = ABLATIONS["full model"], [0, 1]
     names = {
-        "full0": ablation_run_name("synthetic", full, 0),                       # 02, 03, 04, 06 (and 08's reference)
+        "full0": ablation_run_name("synthetic", full, 0),                       # 02, 03, 04, 06
         "full1": ablation_run_name("synthetic", full, 1),
         "gp1": ablation_run_name("synthetic", ABLATIONS["GP only"], 1),         # 03 only
         "gp5": ablation_run_name("synthetic", ABLATIONS["GP only"], 5),         # a seed this call does not train
-        "detach1": ablation_run_name("synthetic", {**full, "ga_detach_gp": True}, 1),   # 03's row and 08's cause
-        "nofusion0": "synthetic_gp+sa+la_sru_nofusion_seed0",                   # 08's "g redundancy"
-        "patch0": "synthetic-patch_gp+sa+la_sru_seed0",                         # 08's receptive field
-        "d0.5": "synthetic-d0.5_gp_sru_seed0",                                  # 07 at difficulty 0.5
+        "detach1": ablation_run_name("synthetic", {**full, "ga_detach_gp": True}, 1),   # 03's row
+        "d0.5": "synthetic-d0.5_gp_sru_seed0",                                  # a study's run: never
         "transfer": "synthetic_transfer_fine-tuned",                            # 06
         "smoke": "synthetic-smoke_gp+sa+la_sru_seed0",                          # another preset
     }
@@ -56,8 +55,6 @@ def test_a_fresh_call_deletes_the_runs_its_notebooks_train_and_no_others(tmp_pat
         return {k for k, name in names.items() if runs / name in fresh_runs(notebooks, "synthetic", seeds, runs)}
 
     assert deleted(*reproduce.NOTEBOOKS) == {"full0", "full1", "gp1", "detach1", "transfer"}
-    assert deleted("08_attention_causes") == {"nofusion0", "patch0"}      # its reference and detach row are 03's
-    assert deleted("07_difficulty") == {"d0.5"}
     assert deleted("04_attention") == {"full0"}
     assert deleted("05_results") == set()
 
@@ -69,14 +66,14 @@ def test_the_machine_record_is_the_ablations_and_every_timings_row_names_its_cpu
     import json
 
     import pandas as pd
-    from attnet.engine import runtime
+    from attnet import machine
     res = tmp_path / "res"
-    monkeypatch.setattr(reproduce, "execute", lambda name, output, params, cwd=None: None)
-    monkeypatch.setattr(runtime, "_cpuinfo", lambda: ["model name : CPU A", "cpu family : 6", "model : 143"])
+    monkeypatch.setattr(reproduce, "execute", lambda source, output, params, cwd: None)
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: ["model name : CPU A", "cpu family : 6", "model : 143"])
     reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "--results", str(res)])
     assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] == "CPU A"
-    monkeypatch.setattr(runtime, "_cpuinfo", lambda: ["model name : CPU B", "cpu family : 26", "model : 2"])
-    reproduce.main(["--preset", "synthetic", "--resume", "--only", "07_difficulty", "--results", str(res)])
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: ["model name : CPU B", "cpu family : 26", "model : 2"])
+    reproduce.main(["--preset", "synthetic", "--resume", "--only", "05_results", "--results", str(res)])
     assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] == "CPU A"
     timings = pd.read_csv(res / "tables" / "reproduce_timings_synthetic.csv").set_index("notebook")["machine"]
-    assert timings.to_dict() == {"03_ablation": "CPU A (family 6, model 143)", "07_difficulty": "CPU B (family 26, model 2)"}
+    assert timings.to_dict() == {"03_ablation": "CPU A (family 6, model 143)", "05_results": "CPU B (family 26, model 2)"}

@@ -104,7 +104,8 @@ def test_bootstrap_interval_lies_inside_the_sample_range():
 
 
 def test_the_ablation_table_gives_intervals_paired_differences_calls_and_failures(tmp_path):
-    from attnet.reproduce import ablation_table, write_table
+    from attnet.ablation import ablation_table
+    from attnet.tables import write_table
     nan = np.nan
     runs = pd.DataFrame({
         "config": ["GP only"] * 3 + ["full model"] * 3 + ["SA + GP (fusion layer)"] * 2 + ["broken"],
@@ -137,7 +138,7 @@ def test_the_ablation_table_gives_intervals_paired_differences_calls_and_failure
 
 
 def test_without_the_reference_the_table_has_no_differences():
-    from attnet.reproduce import ablation_table
+    from attnet.ablation import ablation_table
     runs = pd.DataFrame({"config": ["GP only", "GP only"], "seed": [0, 1], "status": ["done", "done"],
                          "error": ["", ""], "test.top1": [40.0, 50.0]})
     row = ablation_table(runs).iloc[0]
@@ -145,7 +146,7 @@ def test_without_the_reference_the_table_has_no_differences():
 
 
 def test_the_control_rows_get_their_own_run_names():
-    from attnet.reproduce import ABLATIONS, ablation_run_name
+    from attnet.ablation import ABLATIONS, ablation_run_name
     names = {ablation_run_name("configs/p.yaml", spec, 0) for spec in ABLATIONS.values()}
     assert len(names) == len(ABLATIONS)
     assert {"p_gp+sa+la_sru_gadetach_seed0", "p_gp+oracle_sru_seed0", "p_gp+sa+la_sru_fp32_seed0"} <= names
@@ -187,7 +188,7 @@ def test_the_ablation_chart_draws_the_tables_interval():
 
 
 def test_the_table_shows_convergence_and_labels_numbers_selected_on_the_test_set():
-    from attnet.reproduce import ablation_table
+    from attnet.ablation import ablation_table
     runs = pd.DataFrame({"config": ["full model"] * 2, "seed": [0, 1], "status": ["done", "done"], "error": ["", ""],
                          "test.top1": [70.0, 80.0], "train.top1": [93.5, 88.25], "selection": ["val", "val"]})
     table = ablation_table(runs)

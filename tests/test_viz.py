@@ -83,16 +83,3 @@ def test_class_samples_shows_the_first_video_of_each_class_with_its_box(tmp_path
             x0, y0, x1, y1 = boxes[indices[t]]
             assert patch.get_xy() == (x0 - 0.5, y0 - 0.5) and (patch.get_width(), patch.get_height()) == (x1 - x0, y1 - y0)
         assert axes[row, 0].get_ylabel() == test.classes[row]
-
-
-def test_causes_chart_draws_every_experiment_between_floor_and_ceiling(tmp_path):
-    from attnet.causes import causes_table
-    runs = pd.DataFrame([{"config": c, "seed": s, "status": "done", "test.top1": 50.0, "sa.mass": m + s,
-                          "sa.hit": 10.0, "la.mass": m, "la.hit": 5.0}
-                         for c, m in (("full model", 4.0), ("lighting cue", 9.0)) for s in (0, 1, 2)])
-    table = causes_table(runs, {"uniform.mass": 4.4, "uniform.hit": 4.1, "oracle.mass": 60.0, "oracle.hit": 90.0})
-    fig = viz.causes_chart(table, path=tmp_path / "causes.png")
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["full model", "lighting cue"]
-    assert sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() in (":", "--")) == [4.4, 60.0]
-    assert is_png(tmp_path / "causes.png")

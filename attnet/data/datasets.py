@@ -10,6 +10,8 @@ from torch.utils.data import Dataset, get_worker_info
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from attnet.registry import Registry
+
 from . import lists, synthetic
 from .decoding import (cache_file, cached_frames, decode_frames, folder_num_frames, frame_count, open_video,
                        read_frames, video_num_frames)
@@ -17,7 +19,6 @@ from .lists import DataError, VideoRecord
 from .sampling import eval_indices, train_indices
 from .transforms import eval_transform, train_transform
 
-DATASETS = ("ucf101", "hmdb51", "kinetics400", "kinetics600", "list", "synthetic")
 SUBSETS = ("train", "val", "test")
 _SKIP_SLOTS = 64   # one counter per loader worker (modulo), so no lock is needed
 
@@ -178,6 +179,56 @@ def has_validation(name: str, val_fraction: float, select_on_test: bool) -> bool
     return name not in ("ucf101", "hmdb51") or select_on_test or val_fraction > 0
 
 
+def _official(name: str):
+    """UCF101 / HMDB51: their split lists; "val" held out of the training list by group."""
+    read, group = (lists.ucf101, lists.ucf101_group) if name == "ucf101" else (lists.hmdb51, lists.hmdb51_source)
+
+    def records(root: Path, subset: str, split: int = 1, val_fraction: float = 0.1, select_on_test: bool = False,
+                **_) -> tuple[list[VideoRecord], list[str], list[str]]:
+        if split not in (1, 2, 3):
+            raise ValueError(f"{name} has splits 1, 2 and 3, got {split}")
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if subset == "val" and not has_validation(name, val_fraction, select_on_test):
+            raise DataError(f"{name}: no validation set with data.val_fraction=0; set it above 0, "
+                            "or data.select_on_test=true for the authors' protocol")
+        on_test = subset == "test" or (subset == "val" and select_on_test)
+        found, classes = read(root, split, "test" if on_test else "train")
+        if not on_test and not select_on_test and val_fraction:
+            train, val = lists.hold_out(found, group, val_fraction)
+            found = val if subset == "val" else train
+        return found, classes, []
+    return records
+
+
+def _kinetics(name: str):
+    """Kinetics: the annotation CSVs; clips listed but absent are counted and left out."""
+    def records(root: Path, subset: str, kinetics_csv: str | Path | None = None, **_):
+        found, classes, missing = lists.kinetics(root, subset, Path(kinetics_csv) if kinetics_csv else None)
+        if missing:
+            warnings.warn(f"{name} {subset}: {len(missing)} clips listed but not found under {root} "
+                          f"(e.g. {missing[0]}); they are left out", stacklevel=3)
+        return found, classes, missing
+    return records
+
+
+def _list_file(root: Path, subset: str, list_file: str | Path | None = None, **_):
+    """A list file per subset (default <root>/<subset>.txt): videos or the authors' frame folders."""
+    found, classes = lists.list_file(root, Path(list_file) if list_file else root / f"{subset}.txt")
+    return found, classes, []
+
+
+# name -> reader(root, subset, *, split, list_file, kinetics_csv, val_fraction, select_on_test)
+#         -> (records, classes, missing clips)
+DATASETS = Registry("dataset")
+for _name in ("ucf101", "hmdb51"):
+    DATASETS.register(_name, _official(_name))
+for _name in ("kinetics400", "kinetics600"):
+    DATASETS.register(_name, _kinetics(_name))
+DATASETS.register("list", _list_file)
+DATASETS.register("synthetic", _list_file)
+
+
 def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "train", segments: int = 12,
                   num_clips: int = 1, size: int = 224, resize: int | None = None,
                   list_file: str | Path | None = None, kinetics_csv: str | Path | None = None,
@@ -196,38 +247,15 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
     cache=True decodes each video once into root/.decoded/ (all frames, uint8, resized), read memory-mapped after.
     boxes=True adds each frame's ground-truth actor box to the items (root/boxes/, as the synthetic dataset has).
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
+    read = DATASETS.get(name)
     if subset not in SUBSETS:
         raise ValueError(f"unknown subset {subset!r}: choose from {', '.join(SUBSETS)}")
     root = Path(root)
-    missing: list[str] = []
     if not root.is_dir():
         hint = "`attnet data synth`" if name == "synthetic" else f"`attnet data layout {name}`"
         raise DataError(f"{root}: dataset root not found; see {hint}")
-    if name in ("ucf101", "hmdb51") and split not in (1, 2, 3):
-        raise ValueError(f"{name} has splits 1, 2 and 3, got {split}")
-    if name in ("ucf101", "hmdb51"):
-        read = lists.ucf101 if name == "ucf101" else lists.hmdb51
-        if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if subset == "val" and not has_validation(name, val_fraction, select_on_test):
-            raise DataError(f"{name}: no validation set with data.val_fraction=0; set it above 0, "
-                            "or data.select_on_test=true for the authors' protocol")
-        on_test = subset == "test" or (subset == "val" and select_on_test)
-        records, classes = read(root, split, "test" if on_test else "train")
-        if not on_test and not select_on_test and val_fraction:
-            group = lists.ucf101_group if name == "ucf101" else lists.hmdb51_source
-            train, val = lists.hold_out(records, group, val_fraction)
-            records = val if subset == "val" else train
-    elif name.startswith("kinetics"):
-        records, classes, missing = lists.kinetics(root, subset, Path(kinetics_csv) if kinetics_csv else None)
-        if missing:
-            warnings.warn(f"{name} {subset}: {len(missing)} clips listed but not found under {root} "
-                          f"(e.g. {missing[0]}); they are left out", stacklevel=2)
-    else:
-        path = Path(list_file) if list_file else root / f"{subset}.txt"
-        records, classes = lists.list_file(root, path)
+    records, classes, missing = read(root, subset, split=split, list_file=list_file, kinetics_csv=kinetics_csv,
+                                     val_fraction=val_fraction, select_on_test=select_on_test)
     if not records:
         raise DataError(f"{root}: no videos for {name} split {split} subset {subset!r}; see `attnet data check`")
     dataset = ClipDataset(records, classes, subset == "train", segments, num_clips, size, resize,

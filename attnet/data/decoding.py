@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torchvision.io
 
+from attnet.files import atomic_path
+
 from .lists import DataError
 
 # torchvision 0.29 flags its image codecs as deprecated; they remain the JPEG path for frame folders
@@ -137,7 +139,6 @@ def cached_frames(path: Path, decode: Callable[[], torch.Tensor]) -> np.ndarray:
     is written there atomically (processes racing on one video each write a file of their own
     and rename it over, with the same content). Files of older keys stay until .decoded/ is
     deleted: two settings in use at once (with and without actor boxes) must not evict each other."""
-    from attnet.engine.record import atomic_path    # here: the engine imports this package
     if not path.is_file():
         frames = decode().numpy()
         try:

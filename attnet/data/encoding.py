@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attnet.files import atomic_path
+
 from .lists import DataError
 
 FFMPEG_HINT = "install Debian's ffmpeg (`make system-deps` does; or apt-get install ffmpeg)"
@@ -26,7 +28,6 @@ def write_h264(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float, 
     """frames: uint8 RGB [T, H, W, 3] (even H and W) -> `path` as H.264 in yuv420p at `crf`,
     with x264 options (tune="fastdecode", g=4, bf=0, ...) given as ffmpeg's own flags.
     Written through a temporary file beside it: an interrupted call leaves no half a video."""
-    from attnet.engine.record import atomic_path    # here: the engine imports this package
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise DataError(f"{path}: the ffmpeg program is not on PATH; {FFMPEG_HINT}")

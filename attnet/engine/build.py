@@ -6,9 +6,10 @@ from pathlib import Path
 import torch
 
 from attnet.config import Config
-from attnet.data import ClipDataset, build_dataset, synthetic
+from attnet.data import ClipDataset, DataError, build_dataset, synthetic
 from attnet.data.datasets import has_validation
 from attnet.models import GLKANet
+from attnet.optim import OPTIMIZERS, SCHEDULES
 
 from . import checkpoint, distributed
 from .distributed import DistInfo
@@ -59,8 +60,41 @@ def build_model(cfg: Config, num_classes: int, device: torch.device, init: bool 
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum (the authors' recipe) or AdamW (the CPU presets), from cfg.optim."""
-    o = cfg.optim
-    if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    """optim.name's optimizer (OPTIMIZERS) over the model's parameters."""
+    return OPTIMIZERS.get(cfg.optim.name)(model.parameters(), cfg.optim)
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """optim.schedule's per-epoch learning-rate factor (SCHEDULES), stepped once an epoch."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, SCHEDULES.get(cfg.optim.schedule)(cfg.optim.epochs))
+
+
+def list_source(cfg: Config, root: Path, subset: str) -> Path:
+    """The file a subset's videos and labels are read from (the root for official layouts)."""
+    d = cfg.data
+    if d.name in ("list", "synthetic"):
+        given = {"train": d.train_list, "val": d.val_list, "test": d.test_list}[subset]
+        return Path(given) if given else root / f"{subset}.txt"
+    return root
+
+
+def check_lists(cfg: Config, root: Path, data: dict[str, ClipDataset]) -> dict[str, ClipDataset]:
+    """Before the first step: every list of the run (train, val, test) reads, and they agree on
+    the classes; with classes inferred from labels (no classes.txt), every class has training
+    videos. Returns data with "test" added."""
+    data = {**data, **build_datasets(cfg, tuple(s for s in ("train", "val", "test") if s not in data), root)}
+    classes = data["train"].classes
+    train_list = list_source(cfg, root, "train")
+    for subset, dataset in data.items():
+        inferred = dataset.classes == [str(i) for i in range(len(dataset.classes))]   # no classes.txt
+        same = classes[: len(dataset.classes)] == dataset.classes if inferred else dataset.classes == classes
+        if not same or any(r.label >= len(classes) for r in dataset.records):
+            raise DataError(f"{list_source(cfg, root, subset)}: its {len(dataset.classes)} classes differ from the "
+                            f"{len(classes)} of {train_list}; give every list the same classes.txt")
+    if cfg.data.name in ("list", "synthetic") and not (train_list.parent / "classes.txt").is_file():
+        present = {r.label for r in data["train"].records}
+        empty = [c for i, c in enumerate(classes) if i not in present]
+        if empty:
+            raise DataError(f"{train_list}: labels run to {len(classes) - 1} but label(s) {', '.join(empty[:5])} have "
+                            "no training video; fix the labels or add a classes.txt beside the list naming every class")
+    return data

@@ -1,7 +1,6 @@
-"""Atomic checkpoints with everything needed to resume bit-exactly on CPU."""
+"""Checkpoints with everything needed to resume bit-exactly on CPU, and transfer initialisation."""
 from __future__ import annotations
 
-import pickle
 import random
 from pathlib import Path
 
@@ -10,37 +9,12 @@ import torch
 from torch import nn
 
 from attnet.convert import convert_state_dict
-
-from .record import atomic_path
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and what to do."""
-
-
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temporary file of this process, then rename: a crash never leaves a
-    half-written file and two processes never share the temporary file."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+from attnet.files import load_weights
 
 
 def load(path: Path, fix: str = "use best.pt, or pass run.overwrite=true to start the run again") -> dict:
-    """The one way attnet reads a .pt / .pth / .pkl: tensors and plain data only
-    (weights_only), every failure one line naming the file and `fix`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; {fix}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty checkpoint file (the write was cut off); {fix}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path}: not a plain checkpoint; attnet never unpickles code (it holds objects "
-                              f"other than tensors and plain data); {fix}") from None
-    except Exception as err:   # truncated zip, bad magic number, EOF: torch's text without the file name
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason[:120]}); {fix}") from None
+    """A checkpoint of a run (files.load_weights: weights only, one-line errors naming the file)."""
+    return load_weights(path, fix)
 
 
 def rng_state() -> dict:

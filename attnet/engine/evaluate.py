@@ -10,12 +10,12 @@ from torch.utils.data import Dataset, default_collate
 
 from attnet.config import Config
 from attnet.data import DataError, build_loader
+from attnet.files import write_csv
 
 from . import checkpoint, distributed, runtime
 from .build import build_datasets, build_model, dataset_root
 from .metrics import summarize
 from .progress import Progress
-from .record import write_csv
 
 
 class _Indexed(Dataset):

@@ -1,6 +1,5 @@
 """The run record under results/runs/<name>/: one writer per run directory, atomic files,
-resume that applies and notes changed settings, nothing non-finite saved, every data list
-checked before the first step.
+resume that applies and notes changed settings, nothing non-finite saved.
 
 An epoch's record is its checkpoint: last.pt carries the metrics rows of every finished
 epoch, and metrics.csv is rewritten from them, so the two can never disagree whatever
@@ -12,23 +11,17 @@ import fcntl
 import json
 import os
 import shutil
-import signal
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
 import torch
 import yaml
 
-from attnet.config import Config
-from attnet.data import DataError
-from attnet.data.datasets import ClipDataset
+from attnet.config import Config, flat_config
+from attnet.files import write_text
 
 LOCK_NAME = ".lock"
-CRASH_ENV = "ATTNET_CRASH_AT"      # "<point>:<epoch>", e.g. "after_checkpoint:2": SIGKILL there (fault tests)
 # may differ on --resume without being a change of the experiment
-RESUME_FREE = ("run.resume", "run.overwrite", "run.name", "run.device", "run.threads", "run.log_every")
+RESUME_FREE = ("imports", "run.resume", "run.overwrite", "run.name", "run.device", "run.threads", "run.log_every")
 # where a finished run was trained, not what: it is reused (run.resume) whatever these say now
 FINISHED_FREE = RESUME_FREE + ("run.out_dir", "data.root", "data.workers", "data.cache")
 # what the checkpoint's tensors or optimizer state are made of: a resume cannot change them
@@ -40,33 +33,6 @@ _held: dict[Path, int] = {}        # run dir -> fd of its flocked lock file, for
 
 class RunLocked(RuntimeError):
     """Another process is training this run."""
-
-
-# --- atomic files ---------------------------------------------------------------------------
-@contextmanager
-def atomic_path(path: Path):
-    """A temporary path unique to this process beside `path`, renamed over it on success;
-    concurrent writers never share a temporary file and a kill leaves `path` whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g", compression="gzip" if path.suffix == ".gz" else None)
 
 
 # --- one process per run directory ------------------------------------------------------------
@@ -120,24 +86,10 @@ def write_final(run_dir: Path, final: dict) -> None:
     (run_dir / "error.txt").unlink(missing_ok=True)
 
 
-# --- fault injection for the tests ---------------------------------------------------------------
-def crash_point(name: str, epoch: int) -> None:
-    """SIGKILL this process when ATTNET_CRASH_AT is "<name>:<epoch>" (1-based): lets a test die
-    at an exact instant of the epoch boundary, as a power cut or OOM killer would."""
-    if os.environ.get(CRASH_ENV) == f"{name}:{epoch}":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 # --- config on resume ---------------------------------------------------------------------------
-def _flat(value, prefix: str = "") -> dict:
-    if isinstance(value, dict) and prefix != "data.synthetic.":
-        return {k: v for key, sub in value.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: value}
-
-
 def config_changes(saved: dict, cfg: Config) -> dict[str, tuple]:
     """{key: (recorded value, value now)} of the experiment settings that differ."""
-    before, now = _flat(saved), _flat(cfg.to_dict())
+    before, now = flat_config(saved), flat_config(cfg.to_dict())
     return {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v and k not in RESUME_FREE}
 
 
@@ -215,36 +167,3 @@ def restart_hint(ckpt_dir: Path) -> str:
                 "(or optim.clip_grad)")
     return ("no checkpoint was saved before it; restart with run.overwrite=true and a lower optim.lr "
             "(or optim.clip_grad)")
-
-
-# --- the data lists of a run -------------------------------------------------------------------
-def list_source(cfg: Config, root: Path, subset: str) -> Path:
-    """The file a subset's videos and labels are read from (the root for official layouts)."""
-    d = cfg.data
-    if d.name in ("list", "synthetic"):
-        given = {"train": d.train_list, "val": d.val_list, "test": d.test_list}[subset]
-        return Path(given) if given else root / f"{subset}.txt"
-    return root
-
-
-def check_lists(cfg: Config, root: Path, data: dict[str, ClipDataset]) -> dict[str, ClipDataset]:
-    """Before the first step: every list of the run (train, val, test) reads, and they agree on
-    the classes; with classes inferred from labels (no classes.txt), every class has training
-    videos. Returns data with "test" added."""
-    from .build import build_datasets
-    data = {**data, **build_datasets(cfg, tuple(s for s in ("train", "val", "test") if s not in data), root)}
-    classes = data["train"].classes
-    train_list = list_source(cfg, root, "train")
-    for subset, dataset in data.items():
-        inferred = dataset.classes == [str(i) for i in range(len(dataset.classes))]   # no classes.txt
-        same = classes[: len(dataset.classes)] == dataset.classes if inferred else dataset.classes == classes
-        if not same or any(r.label >= len(classes) for r in dataset.records):
-            raise DataError(f"{list_source(cfg, root, subset)}: its {len(dataset.classes)} classes differ from the "
-                            f"{len(classes)} of {train_list}; give every list the same classes.txt")
-    if cfg.data.name in ("list", "synthetic") and not (train_list.parent / "classes.txt").is_file():
-        present = {r.label for r in data["train"].records}
-        empty = [c for i, c in enumerate(classes) if i not in present]
-        if empty:
-            raise DataError(f"{train_list}: labels run to {len(classes) - 1} but label(s) {', '.join(empty[:5])} have "
-                            "no training video; fix the labels or add a classes.txt beside the list naming every class")
-    return data

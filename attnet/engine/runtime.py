@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import gc
 import os
-import platform
 import random
 from dataclasses import dataclass
 
@@ -27,48 +26,6 @@ from .distributed import DistInfo
 
 PRECISION = {"bf16": "bf16", "fp16": "fp16", "off": "fp32"}   # optim.amp -> what final.json records
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
-
-
-# Instruction sets that choose other kernels (oneDNN's AMX and AVX-512 bf16 convolutions, x264's
-# code paths). A CPU's name alone does not say them: two "AMD EPYC" of other families differ.
-ISA_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2", "avx")
-
-
-def cpu_facts(cpuinfo: list[str] | None = None) -> dict:
-    """The CPU a run's digits depend on: its name, family and model number, and which of
-    ISA_FLAGS it has (from /proc/cpuinfo where there is one, else the platform's name)."""
-    fields = _first_cpu(_cpuinfo() if cpuinfo is None else cpuinfo)
-    flags = set(fields.get("flags", "").split())
-    facts = {"cpu": fields.get("model name") or platform.processor() or "unknown"}
-    if "cpu family" in fields and "model" in fields:
-        facts |= {"cpu_family": int(fields["cpu family"]), "cpu_model": int(fields["model"])}
-    if flags:
-        facts["isa"] = [f for f in ISA_FLAGS if f in flags]
-    return facts
-
-
-def cpu_label(facts: dict) -> str:
-    """The CPU's name with its family and model number where known: what tells two machines apart."""
-    family = f" (family {facts['cpu_family']}, model {facts['cpu_model']})" if "cpu_family" in facts else ""
-    return f"{facts.get('cpu', '?')}{family}"
-
-
-def _cpuinfo() -> list[str]:
-    path = "/proc/cpuinfo"
-    return open(path).read().splitlines() if os.path.isfile(path) else []
-
-
-def _first_cpu(lines: list[str]) -> dict[str, str]:
-    """`key: value` of /proc/cpuinfo's first processor block (every core of a VM reads the same)."""
-    fields: dict[str, str] = {}
-    for line in lines:
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields
 
 
 def seed_everything(seed: int) -> None:

@@ -2,9 +2,7 @@
 record the run under results/runs/<name>/."""
 from __future__ import annotations
 
-import math
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,10 +13,12 @@ from torch.nn.parallel import DistributedDataParallel
 from attnet.config import Config
 from attnet.data import build_loader
 from attnet.data.datasets import has_validation
+from attnet.files import git_commit, save_atomic, write_csv
 from attnet.losses import GLKALoss
+from attnet.machine import cpu_facts, cpu_label
 
 from . import checkpoint, distributed, record, runtime
-from .build import build_datasets, build_model, build_optimizer, dataset_root
+from .build import build_datasets, build_model, build_optimizer, build_scheduler, check_lists, dataset_root
 from .distributed import DistInfo
 from .evaluate import predict, scores_frame
 from .metrics import summarize, topk_accuracy
@@ -33,26 +33,13 @@ class RunExists(FileExistsError):
     """The run directory holds another run."""
 
 
-def cosine(epochs: int):
-    """The authors' per-epoch schedule: lr(e) = 0.5 (1 + cos(pi e / E)) base, e = 0..E-1."""
-    return lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs))
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _environment(rt: runtime.Runtime) -> dict:
     import torchvision
     versions = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
     cuda = rt.device.type == "cuda"
     name = torch.cuda.get_device_name(rt.device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
-    return {"git_commit": _git_commit(), "versions": versions, "device": name, "precision": rt.precision,
-            "cpu": runtime.cpu_label(runtime.cpu_facts())}    # seeded CPU runs repeat only on the same CPU
+    return {"git_commit": git_commit(), "versions": versions, "device": name, "precision": rt.precision,
+            "cpu": cpu_label(cpu_facts())}    # seeded CPU runs repeat only on the same CPU
 
 
 def _summary(cfg: Config) -> dict:
@@ -170,7 +157,7 @@ def fit(cfg: Config) -> Path:
     root = dataset_root(cfg, info)
     data = build_datasets(cfg, ("train", "val"), root)
     classes = data["train"].classes
-    data = record.check_lists(cfg, root, data)      # test list and classes too, before the first step
+    data = check_lists(cfg, root, data)      # test list and classes too, before the first step
     model = build_model(cfg, len(classes), info.device)
     net = DistributedDataParallel(model, device_ids=[info.device] if info.device.type == "cuda" else None) \
         if info.enabled else model
@@ -181,8 +168,7 @@ def fit(cfg: Config) -> Path:
                          f"videos per process: no full batch to train on; lower data.batch_size")
     criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin, detach_gp=cfg.model.ga_detach_gp)
     optimizer = build_optimizer(cfg, model)
-    schedule = cosine(cfg.optim.epochs) if cfg.optim.schedule == "cosine" else (lambda e: 1.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = build_scheduler(cfg, optimizer)
     scaler = info.grad_scaler()            # fp16 only; a run may resume under another optim.amp
 
     start_epoch, best_top1, rows = 0, -1.0, []
@@ -200,7 +186,7 @@ def fit(cfg: Config) -> Path:
         checkpoint.set_rng_state(state["rng"])
         start_epoch, best_top1, rows = state["epoch"] + 1, state["best_top1"], state["rows"]
         if info.is_main:
-            record.write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")   # the checkpoint's rows are the record
+            write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")   # the checkpoint's rows are the record
             print(f"resuming {run_dir} after epoch {start_epoch}")
 
     for epoch in range(start_epoch, cfg.optim.epochs):
@@ -237,12 +223,9 @@ def fit(cfg: Config) -> Path:
                 raise TrainingDiverged(f"non-finite optimizer state after epoch {epoch + 1} ({', '.join(bad[:3])}); "
                                        + record.restart_hint(ckpt_dir))
             if improved:
-                checkpoint.save_atomic(state, ckpt_dir / "best.pt")
-                record.crash_point("after_best", epoch + 1)
-            checkpoint.save_atomic(state, ckpt_dir / "last.pt")
-            record.crash_point("after_checkpoint", epoch + 1)
-            record.write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")
-            record.crash_point("after_metrics", epoch + 1)
+                save_atomic(state, ckpt_dir / "best.pt")
+            save_atomic(state, ckpt_dir / "last.pt")
+            write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")
             print(f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
         distributed.barrier(info)
 
@@ -255,7 +238,7 @@ def fit(cfg: Config) -> Path:
     skipped = sorted(set(range(len(test))) - set(order))
     metrics = summarize(scores, labels, len(classes), skipped=len(skipped))
     if info.is_main:
-        record.write_csv(scores_frame(test, labels, scores, order), run_dir / "scores.csv.gz")
+        write_csv(scores_frame(test, labels, scores, order), run_dir / "scores.csv.gz")
         final = {"run": cfg.run_name, "preset": cfg.preset, "test": metrics, "classes": classes,
                  "skipped_test_videos": [str(test.records[i].path) for i in skipped],
                  "best_val_top1": best_top1, "epochs": cfg.optim.epochs, "config": _summary(cfg),

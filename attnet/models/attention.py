@@ -14,10 +14,10 @@ The oracle is not in the paper: a positive control telling what attending to the
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
+
+from attnet.registry import Registry
 
 
 def _positions(feats: Tensor) -> Tensor:
@@ -117,16 +117,14 @@ class OracleAttention(nn.Module):
         return _pool(_positions(feats), weights, (h, w))
 
 
-STREAMS: dict[str, Callable[[int], nn.Module]] = {
-    "gp": lambda channels: GlobalPooling(),
-    "sa": lambda channels: StatisticAttention(),
-    "la": LearnedAttention,
-    "oracle": lambda channels: OracleAttention(),
-}
+# name -> builder(channels) -> pooling module, in the paper's order (GLKANet orders its streams so)
+STREAMS = Registry("stream")
+STREAMS.register("gp", lambda channels: GlobalPooling())
+STREAMS.register("sa", lambda channels: StatisticAttention())
+STREAMS.register("la", LearnedAttention)
+STREAMS.register("oracle", lambda channels: OracleAttention())
 
 
 def build_attention(name: str, channels: int) -> nn.Module:
-    """The pooling module of stream `name` (a key of STREAMS) for `channels`-wide features."""
-    if name not in STREAMS:
-        raise ValueError(f"unknown stream {name!r}: choose from {', '.join(STREAMS)}")
-    return STREAMS[name](channels)
+    """The pooling module of stream `name` (a name of STREAMS) for `channels`-wide features."""
+    return STREAMS.get(name)(channels)

@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from attnet.registry import Registry
+
 class SRULayer(nn.Module):
     """One unidirectional SRU layer, state-dict compatible with `sru.SRUCell` 2.x."""
 
@@ -131,13 +133,12 @@ def _rnn(cell: type[nn.RNNBase]) -> Callable[..., tuple[nn.Module, int]]:
 
 
 # name -> builder(input_size, hidden_size, num_layers, dropout) -> (module [B, T, D] -> [B, T, H'], H')
-TEMPORAL_MODELS: dict[str, Callable[[int, int, int, float], tuple[nn.Module, int]]] = {
-    "sru": lambda input_size, hidden_size, num_layers, dropout: (
-        SRU(input_size, hidden_size, num_layers, dropout), hidden_size),
-    "lstm": _rnn(nn.LSTM),
-    "gru": _rnn(nn.GRU),
-    "mean": lambda input_size, hidden_size, num_layers, dropout: (nn.Identity(), input_size),  # no recurrence
-}
+TEMPORAL_MODELS = Registry("temporal model")
+TEMPORAL_MODELS.register("sru", lambda input_size, hidden_size, num_layers, dropout: (
+    SRU(input_size, hidden_size, num_layers, dropout), hidden_size))
+TEMPORAL_MODELS.register("lstm", _rnn(nn.LSTM))
+TEMPORAL_MODELS.register("gru", _rnn(nn.GRU))
+TEMPORAL_MODELS.register("mean", lambda input_size, hidden_size, num_layers, dropout: (nn.Identity(), input_size))
 
 
 class TemporalHead(nn.Module):
@@ -153,10 +154,8 @@ class TemporalHead(nn.Module):
     def __init__(self, kind: str, input_size: int, num_classes: int, hidden_size: int = 1024,
                  num_layers: int = 3, dropout: float = 0.5) -> None:
         super().__init__()
-        if kind not in TEMPORAL_MODELS:
-            raise ValueError(f"unknown temporal model {kind!r}: choose from {', '.join(TEMPORAL_MODELS)}")
         self.kind = kind
-        self.rnn, out_size = TEMPORAL_MODELS[kind](input_size, hidden_size, num_layers, dropout)
+        self.rnn, out_size = TEMPORAL_MODELS.get(kind)(input_size, hidden_size, num_layers, dropout)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(out_size, num_classes)
 

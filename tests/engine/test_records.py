@@ -18,7 +18,8 @@ import yaml
 from attnet.data import DataError
 from attnet.engine import TrainingDiverged, evaluate, fit, record
 from attnet.engine import train as train_module
-from attnet.engine.checkpoint import CheckpointError, load, save_atomic
+from attnet.engine.checkpoint import load
+from attnet.files import CheckpointError, atomic_path, save_atomic
 from attnet.results import load_runs
 
 TIMING = ["seconds", "clips_per_s"]
@@ -31,10 +32,10 @@ def finite(path):
 
 # --- item 2: a kill at any instant of the epoch boundary ------------------------------------
 def _train(args, crash=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop(record.CRASH_ENV, None)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "faults"), str(ROOT)])}
+    env.pop("ATTNET_CRASH_AT", None)
     if crash:
-        env[record.CRASH_ENV] = crash
+        env["ATTNET_CRASH_AT"] = crash
     return subprocess.run([sys.executable, "-m", "attnet", "train", "--preset", "synthetic-smoke", *args],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
@@ -136,12 +137,12 @@ def test_a_second_process_on_a_locked_run_exits_with_one_line_and_touches_nothin
 
 def test_temporary_files_are_unique_per_writer_and_never_left(tmp_path):
     target = tmp_path / "best.pt"
-    with record.atomic_path(target) as a, record.atomic_path(target) as b:
+    with atomic_path(target) as a, atomic_path(target) as b:
         assert a != b and a.parent == b.parent == tmp_path
         torch.save({"w": torch.ones(1)}, a)
         torch.save({"w": torch.zeros(1)}, b)
     assert torch.equal(load(target)["w"], torch.ones(1))               # a (renamed last) wins, whole
-    with pytest.raises(RuntimeError), record.atomic_path(target) as c:
+    with pytest.raises(RuntimeError), atomic_path(target) as c:
         c.write_bytes(b"half")
         raise RuntimeError("killed mid-write")
     assert torch.equal(load(target)["w"], torch.ones(1)) and sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from attnet.reproduce import execute
+from tests.notebooks import run_notebook
 
 pytest.importorskip("papermill")
 
@@ -27,7 +27,7 @@ def workspace(tmp_path_factory):
 ])
 def test_every_figure_is_inline_and_saved(workspace, tmp_path, name, params, figures, files):
     out = tmp_path / f"{name}.ipynb"
-    execute(name, out, {**workspace, **params})
+    run_notebook(name, out, {**workspace, **params})
     images = [o for o in outputs(out) if "image/png" in o.get("data", {})]
     assert len(images) == figures, f"{name}: {len(images)} inline images, expected {figures}"
     for image in images:
@@ -40,6 +40,6 @@ def test_every_figure_is_inline_and_saved(workspace, tmp_path, name, params, fig
 def test_executed_notebooks_carry_no_kernel_warnings(workspace, tmp_path, name):
     """03 once ran 02 in kernels of its own, whose log landed in 03's cells; 06 trains three runs."""
     out = tmp_path / f"{name}.ipynb"
-    execute(name, out, {**workspace, "configs": ["GP only"], "epochs": 1})
+    run_notebook(name, out, {**workspace, "configs": ["GP only"], "epochs": 1})
     text = "".join("".join(o.get("text", "")) for o in outputs(out) if o.get("name") == "stderr")
     assert "WARNING" not in text and "without encryption" not in text, text[:500]

@@ -14,7 +14,7 @@ epochs, against >= 90 % at 0 after 20. The table's train column checks convergen
 A sweep takes hours; what its finished runs say so far, training nothing (`--figure PNG` also
 draws it):
 
-    python -m attnet.sweep --preset synthetic --difficulties 0.5 1
+    python -m studies.difficulty.sweep --preset synthetic --difficulties 0.5 1
 """
 from __future__ import annotations
 
@@ -23,23 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+from matplotlib.figure import Figure
 
-from attnet import stats
-from attnet.config import load_config
+from attnet.ablation import ABLATIONS, ablation_run_name, run_ablation, run_row, spec_config
+from attnet.config import derived_preset, load_config
 from attnet.data import synthetic
-from attnet.engine.record import write_text
-from attnet.reproduce import ABLATIONS, ablation_run_name, run_ablation, run_row
+from attnet.engine.record import check_finished
+from attnet.tables import paired_table, to_markdown
+from attnet.viz import save_figure
 
 SWEEP_CONFIGS = ("GP only", "SA + GP (fusion layer)", "LA + GP (fusion layer)", "full model")
-
-
-def derived_preset(preset: str, tag: str, changes: dict, folder: str | Path) -> Path:
-    """Write <folder>/<preset>-<tag>.yaml (base: preset, then `changes`, {section: {key: value}})
-    atomically and return its path: a preset of its own name, so its runs have their own names."""
-    path = Path(folder) / f"{load_config(preset).preset}-{tag}.yaml"
-    write_text(path, yaml.safe_dump({"base": preset, **changes}, sort_keys=False))
-    return path.resolve()
 
 
 def difficulty_epochs(epochs: int, difficulty: float) -> int:
@@ -92,8 +85,6 @@ def finished_sweep(difficulties, seeds, preset: str, results_dir: str, data_root
     """run_difficulty_sweep's rows from the runs already finished, training nothing. A run without
     final.json, or finished under other settings than its preset's now (record.check_finished),
     is a "not finished" row, so the table's seeds column reads finished/asked."""
-    from attnet.engine.record import check_finished
-    from attnet.experiments import spec_config
     rows = []
     for difficulty in difficulties:
         name, root = sweep_preset(preset, difficulty, Path(results_dir) / "presets", data_root)
@@ -126,27 +117,18 @@ def difficulty_table(runs: pd.DataFrame, reference: str = "GP only", level: floa
     (NaN below 2 seeds), the lowest final-epoch train top-1 (convergence), and the paired
     difference to `reference` at that difficulty (seed by seed) with its t-interval and call:
     where attention starts to pay. text_columns(reference) are for reading;
-    top1, low and high are for viz.difficulty_chart."""
+    top1, low and high are for difficulty_chart."""
     rows = []
     for difficulty, at in runs.groupby("difficulty", sort=False):
-        done_at = at[at["status"] == "done"]
-        diffs = stats.paired_differences(at, reference, level=level).set_index("config") \
-            if (done_at["config"] == reference).any() else None
+        paired = paired_table(at, reference, "test.top1", level)
         for config, group in at.groupby("config", sort=False):
             done = group[group["status"] == "done"]
-            interval = stats.t_interval(done["test.top1"] if "test.top1" in done else [], level)
+            p = paired.loc[config]
             train = done["train.top1"].dropna() if "train.top1" in done else pd.Series(dtype=float)
-            row = {"difficulty": difficulty, "configuration": config, "seeds": f"{len(done)}/{len(group)}",
-                   "top1": interval.mean, "low": interval.low, "high": interval.high,
-                   "top-1": stats.mean_text(interval),
-                   "last-epoch train top-1 (min)": round(float(train.min()), 1) if len(train) else float("nan"),
-                   f"Δ vs {reference}": "", "call": ""}
-            if diffs is not None and config in diffs.index:
-                d = diffs.loc[config]
-                row["call"] = d["call"]
-                if config != reference:
-                    row[f"Δ vs {reference}"] = stats.difference_text(d)
-            rows.append(row)
+            rows.append({"difficulty": difficulty, "configuration": config, "seeds": p["seeds"],
+                         "top1": p["mean"], "low": p["low"], "high": p["high"], "top-1": p["text"],
+                         "last-epoch train top-1 (min)": round(float(train.min()), 1) if len(train) else float("nan"),
+                         f"Δ vs {reference}": p["Δ"], "call": p["call"]})
     return pd.DataFrame(rows)
 
 
@@ -187,8 +169,36 @@ def pooling_probe(difficulty: float, train: int = 60, test: int = 40, frames: in
             "actor": _ridge_accuracy(tr_actor, tr_y, te_actor, te_y), "test_videos": len(te_y)}
 
 
+def difficulty_chart(table: pd.DataFrame, path=None, converged: float = 90.0):
+    """Test top-1 against the dataset's difficulty, one line per configuration, with the 95 %
+    t-intervals over seeds of difficulty_table (no bar below two seeds). A point
+    with a seed whose final-epoch train top-1 is below `converged` (the synthetic preset's
+    criterion) is drawn open: it measures an unfinished run, not what the configuration reaches."""
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
+    configs = list(dict.fromkeys(table["configuration"]))
+    open_points = False
+    for i, (config, rows) in enumerate(table.groupby("configuration", sort=False)):
+        shift = (i - (len(configs) - 1) / 2) * 0.015 * max(1.0, float(np.ptp(table["difficulty"])))   # bars apart
+        x = rows["difficulty"] + shift
+        bars = ax.errorbar(x, rows["top1"], yerr=[rows["top1"] - rows["low"], rows["high"] - rows["top1"]],
+                           marker="o", capsize=3, label=config)
+        short = rows["last-epoch train top-1 (min)"] < converged
+        if short.any():
+            open_points = True
+            ax.scatter(x[short], rows["top1"][short], s=40, facecolors="white", zorder=3,
+                       edgecolors=bars.lines[0].get_color())
+    ax.set(xlabel="difficulty (0: the original synthetic set)", ylabel="test top-1 (%), 95 % t-interval",
+           ylim=(0, 100), xticks=sorted(table["difficulty"].unique()))
+    if open_points:
+        ax.set_title(f"open: a seed below {converged:g} % final-epoch train top-1 (not converged)", fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m attnet.sweep",
+    parser = argparse.ArgumentParser(prog="python -m studies.difficulty.sweep",
                                      description="07_difficulty's table (and figure) over the runs finished so far; trains nothing")
     parser.add_argument("--preset", default="synthetic")
     parser.add_argument("--results", default="results", help="the results folder whose runs/ to read")
@@ -200,11 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", default="GP only", metavar="CONFIG",
                         help="the row every paired difference is taken to (one of --configs; default: GP only)")
     parser.add_argument("--figure", default=None, metavar="PNG",
-                        help="also draw the table as 07_difficulty's figure (viz.difficulty_chart) to this file")
+                        help="also draw the table as 07_difficulty's figure (difficulty_chart) to this file")
     args = parser.parse_args(argv)
     if args.reference not in args.configs:
         parser.error(f"--reference {args.reference!r} is not among --configs: add it there")
-    from attnet.reproduce import to_markdown
     runs = finished_sweep(args.difficulties, args.seeds, args.preset, args.results, args.data_root, args.configs)
     table = difficulty_table(runs, reference=args.reference)
     print(to_markdown(table[text_columns(args.reference)]))
@@ -214,7 +223,6 @@ def main(argv: list[str] | None = None) -> None:
     for error in missing["error"].head(5):
         print(f"  {error}")
     if args.figure:
-        from attnet.viz import difficulty_chart
         difficulty_chart(table, path=args.figure)
         print(f"figure: {args.figure}")
 

@@ -3,7 +3,7 @@
 Each experiment is the full model with ONE change (CAUSES), trained over the same seeds as the
 unchanged full model (the reference) through `run_ablation`. Changes that an ablation spec can
 express (fusion layer, GA detach) run on the preset itself; the others (backbone, pretrained
-backbone, dataset, epochs) on a derived preset <preset>-<tag>.yaml (attnet.sweep.derived_preset)
+backbone, dataset, epochs) on a derived preset <preset>-<tag>.yaml (attnet.config.derived_preset)
 under <results_dir>/presets/, so their runs have names of their own. For every run: test top-1,
 and for SA and LA the attention mass inside the actor's box and the pointing game on the test
 set (attnet.localization); `causes_table` gives means over seeds with 95 % t-intervals and the
@@ -23,21 +23,24 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
-from attnet import stats
-from attnet.config import Config, load_config
+from attnet.ablation import ABLATIONS, REFERENCE, ablation_run_name, run_ablation
+from attnet.config import Config, derived_preset, load_config
 from attnet.data import synthetic
-from attnet.engine import record, runtime
+from attnet.engine import runtime
 from attnet.engine.build import build_datasets, dataset_root
 from attnet.experiments import finished_run, oracle_model
+from attnet.files import save_atomic, write_text
 from attnet.localization import localization_scores, mass_in_box, pointing_hit, uniform_baseline
 from attnet.models import build_backbone
 from attnet.models.attention import box_coverage
-from attnet.reproduce import ABLATIONS, REFERENCE, ablation_run_name, run_ablation
-from attnet.sweep import derived_preset
+from attnet.tables import paired_table
+from attnet.viz import save_figure
 
 FULL = ABLATIONS[REFERENCE]          # the full model's spec: every experiment changes one thing of it
+PATCH = "studies.attention_causes.patch"   # registers the `patch` backbone
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ CAUSES: dict[str, Cause] = {
     "receptive field": Cause(
         "patch", "backbone `patch`: a stride-16 patchify conv then 1x1 layers, so no two map cells see a common pixel",
         "Does the tiny backbone's receptive field (every cell sees most of the frame) leave nothing local to attend to?",
-        preset=lambda cfg, ctx: {"model": {"backbone": "patch"}}),
+        preset=lambda cfg, ctx: {"imports": [PATCH], "model": {"backbone": "patch"}}),
     "object-aware features": Cause(
         "objpre", "the tiny backbone pretrained on the training frames to predict each cell's actor-box coverage",
         "Would object-aware features (here: pretrained to find the actor) let the streams localize?",
@@ -86,7 +89,7 @@ def _merge(*changes: dict) -> dict:
     out: dict = {}
     for change in changes:
         for section, values in change.items():
-            out[section] = {**out.get(section, {}), **values}
+            out[section] = {**out.get(section, {}), **values} if isinstance(values, dict) else values
     return out
 
 
@@ -145,13 +148,12 @@ def pretrain_coverage(preset: str, out_file: str | Path, data_root: str | None =
                     rows.append((mass_in_box(a, box, size), pointing_hit(a, box, size),
                                  *uniform_baseline(a.shape, box, size)))
     mass, hit, uniform_mass, uniform_hit = (100 * float(np.mean(column)) for column in zip(*rows))
-    with record.atomic_path(out_file) as tmp:
-        torch.save(backbone.cpu().state_dict(), tmp)
+    save_atomic(backbone.cpu().state_dict(), out_file)
     report = {"file": str(out_file), "backbone": cfg.model.backbone, "epochs": epochs, "seed": seed,
               "train_videos": len(sets["train"]), "loss_first_epoch": losses[0], "loss_last_epoch": losses[-1],
               "val_frames": len(rows), "val_mass_in_box": mass, "val_pointing": hit,
               "uniform_mass_in_box": uniform_mass, "uniform_pointing": uniform_hit}
-    record.write_text(report_file, json.dumps(report, indent=1))   # written last: marks a finished pretraining
+    write_text(report_file, json.dumps(report, indent=1))   # written last: marks a finished pretraining
     return report
 
 
@@ -169,7 +171,7 @@ def _cached(path: Path, max_videos: int | None, compute: Callable[[], dict]) -> 
         if cached.pop("max_videos") == max_videos:
             return cached
     result = compute()
-    record.write_text(path, json.dumps({**result, "max_videos": max_videos}))
+    write_text(path, json.dumps({**result, "max_videos": max_videos}))
     return result
 
 
@@ -291,30 +293,23 @@ def causes_table(runs: pd.DataFrame, bounds: dict, level: float = 0.95) -> pd.Da
     t-intervals (top-1, SA / LA mass in box and pointing game, %), and the paired differences to
     the reference in mass in box and in pointing, each with its call; then uniform attention
     (floor) and the oracle (ceiling). TEXT_COLUMNS are for reading; numeric columns
-    (<stream>_mass, _low, _high and d<stream>_mass, _low, _high) are for viz.causes_chart."""
-    done = runs[runs["status"] == "done"]
-    diffs = {(s, key): stats.paired_differences(runs, REFERENCE, f"{s}.{key}", level=level).set_index("config")
-             for s in STREAMS for key, _, _ in MEASURES if f"{s}.{key}" in runs}
+    (<stream>_mass, _low, _high and d<stream>_mass, _low, _high) are for causes_chart."""
+    paired = {(s, key): paired_table(runs, REFERENCE, f"{s}.{key}", level)
+              for s in STREAMS for key, _, _ in MEASURES if f"{s}.{key}" in runs}
+    top1 = paired_table(runs, REFERENCE, "test.top1", level)
     rows = []
-    for name, group in runs.groupby("config", sort=False):
-        ok = done[done["config"] == name]
-        row = {"experiment": name, "seeds": f"{len(ok)}/{len(group)}",
-               "top-1": stats.mean_text(stats.t_interval(ok.get("test.top1", []), level))}
+    for name in top1.index:
+        row = {"experiment": name, "seeds": top1.loc[name, "seeds"], "top-1": top1.loc[name, "text"]}
         for s in STREAMS:
             for key, label, short in MEASURES:
-                interval = stats.t_interval(ok.get(f"{s}.{key}", []), level)
-                row[f"{s.upper()} {label}"] = stats.mean_text(interval)
-                diff = diffs[s, key].loc[name] if (s, key) in diffs and name in diffs[s, key].index else None
-                if diff is not None and name != REFERENCE:
-                    row |= {f"Δ {s.upper()} {short}": stats.difference_text(diff),
-                            f"{s.upper()} {short} call": diff["call"]}
-                else:
-                    row |= {f"Δ {s.upper()} {short}": "",
-                            f"{s.upper()} {short} call": "reference" if name == REFERENCE else ""}
-                if key == "mass":
-                    row |= {f"{s}_mass": interval.mean, f"{s}_low": interval.low, f"{s}_high": interval.high}
-                    if diff is not None and name != REFERENCE:
-                        row |= {f"d{s}_mass": diff["diff"], f"d{s}_low": diff["low"], f"d{s}_high": diff["high"]}
+                p = paired[s, key].loc[name] if (s, key) in paired else None
+                row[f"{s.upper()} {label}"] = p["text"] if p is not None else ""
+                row |= {f"Δ {s.upper()} {short}": p["Δ"] if p is not None else "",
+                        f"{s.upper()} {short} call": p["call"] if p is not None else ""}
+                if key == "mass" and p is not None:
+                    row |= {f"{s}_mass": p["mean"], f"{s}_low": p["low"], f"{s}_high": p["high"]}
+                    if name != REFERENCE and p["Δ"]:
+                        row |= {f"d{s}_mass": p["diff"], f"d{s}_low": p["diff_low"], f"d{s}_high": p["diff_high"]}
         rows.append(row)
     for label, key in (("uniform attention (floor)", "uniform"), ("oracle attention (ceiling)", "oracle")):
         row = {"experiment": label, "seeds": "", "top-1": ""}
@@ -325,6 +320,28 @@ def causes_table(runs: pd.DataFrame, bounds: dict, level: float = 0.95) -> pd.Da
     table = pd.DataFrame(rows)
     table[TEXT_COLUMNS] = table[TEXT_COLUMNS].fillna("")
     return table[TEXT_COLUMNS + [c for c in table.columns if c not in TEXT_COLUMNS]]
+
+
+def causes_chart(table: pd.DataFrame, path=None) -> Figure:
+    """Attention mass in the actor box (%) per experiment of causes_table, SA and
+    LA with their 95 % t-intervals over seeds (no bar below two seeds), between uniform attention
+    (the floor) and the oracle (the ceiling) drawn as vertical lines."""
+    fig = Figure(figsize=(7, 0.5 * len(table) + 1.5))
+    ax = fig.subplots()
+    bounds = table["seeds"] == ""
+    rows = table[~bounds].reset_index(drop=True)
+    for shift, stream, colour in ((-0.15, "sa", "#1f77b4"), (0.15, "la", "#d62728")):
+        ax.errorbar(rows[f"{stream}_mass"], rows.index + shift,
+                    xerr=[rows[f"{stream}_mass"] - rows[f"{stream}_low"], rows[f"{stream}_high"] - rows[f"{stream}_mass"]],
+                    fmt="o", capsize=3, color=colour, label=stream.upper())
+    for (_, row), style in zip(table[bounds].iterrows(), (":", "--")):
+        ax.axvline(row["sa_mass"], color="#555555", ls=style, label=f"{row['experiment']}: {row['sa_mass']:.1f}")
+    ax.set_yticks(rows.index, rows["experiment"])
+    ax.invert_yaxis()
+    ax.set(xlabel="attention mass in the actor box (%), mean and 95 % t-interval over seeds", xlim=(0, None))
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def pretraining_table(report: dict) -> pd.DataFrame:

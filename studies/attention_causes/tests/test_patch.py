@@ -1,9 +1,10 @@
-"""The backbones' spatial structure: what one map cell sees."""
+"""The patch backbone, registered from outside attnet: what one map cell sees, against the tiny backbone."""
 import pytest
 import torch
 
 from attnet.config import load_config
 from attnet.models import build_backbone
+from studies.attention_causes import patch  # noqa: F401  registers "patch"
 
 
 def _cells_changed_by_one_patch(name: str) -> torch.Tensor:

@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 
-from attnet import causes
+from studies.attention_causes import causes
 from attnet.config import load_config
 from attnet.models import build_backbone
-from attnet.sweep import derived_preset
+from attnet.config import derived_preset
 
 
 def _flat(cfg) -> dict:
@@ -162,3 +162,15 @@ def test_a_clone_scores_reused_runs_from_their_files_and_stops_before_training_w
     with pytest.raises(RuntimeError, match=rf"{re.escape(nofusion.name)}: .* --only 08_attention_causes$") as err:
         causes.run_causes([0], "synthetic-smoke", results, **kwargs)
     assert "03_ablation" not in str(err.value)
+
+
+def test_causes_chart_draws_every_experiment_between_floor_and_ceiling(tmp_path):
+    runs = pd.DataFrame([{"config": c, "seed": s, "status": "done", "test.top1": 50.0, "sa.mass": m + s,
+                          "sa.hit": 10.0, "la.mass": m, "la.hit": 5.0}
+                         for c, m in (("full model", 4.0), ("lighting cue", 9.0)) for s in (0, 1, 2)])
+    table = causes.causes_table(runs, {"uniform.mass": 4.4, "uniform.hit": 4.1, "oracle.mass": 60.0, "oracle.hit": 90.0})
+    fig = causes.causes_chart(table, path=tmp_path / "causes.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["full model", "lighting cue"]
+    assert sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() in (":", "--")) == [4.4, 60.0]
+    assert is_png(tmp_path / "causes.png")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from attnet import sweep, viz
+from studies.difficulty import sweep
 from attnet.config import ConfigError, load_config
 
 
@@ -72,7 +72,7 @@ def test_the_difficulty_table_has_one_interval_per_difficulty_and_configuration(
     # 50, 70 (the failed seed 2 left out): mean 60, sd 14.1421, t_{0.975,1} = 12.7062 -> half-width 127.06
     assert table.loc[(1.0, "GP only"), "seeds"] == "2/3"
     assert table.loc[(1.0, "GP only"), "low"] == pytest.approx(60 - 12.7062 * 14.1421 / math.sqrt(2), abs=1e-2)
-    fig = viz.difficulty_chart(sweep.difficulty_table(runs), path=tmp_path / "d.png")
+    fig = sweep.difficulty_chart(sweep.difficulty_table(runs), path=tmp_path / "d.png")
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
     # GP only has a seed below 90 % train at both difficulties (88; 60): those points are drawn
     # open, at their means; the full model (99) and SA + GP (90) are not
@@ -98,8 +98,7 @@ def _finished(results, preset, config, seed, top1, train, epochs=None):
     import json
 
     from attnet.engine.record import record_config
-    from attnet.experiments import spec_config
-    from attnet.reproduce import ABLATIONS, ablation_run_name
+    from attnet.ablation import ABLATIONS, ablation_run_name, spec_config
     run = results / "runs" / ablation_run_name(preset, ABLATIONS[config], seed)
     run.mkdir(parents=True)
     record_config(run, spec_config(preset, ABLATIONS[config], seed, str(results), epochs=epochs))
