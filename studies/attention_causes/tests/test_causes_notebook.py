@@ -12,12 +12,6 @@ pytest.importorskip("papermill")
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    base = tmp_path_factory.mktemp("study")
-    return {"preset": "synthetic-smoke", "data_root": str(base / "data"), "results_dir": str(base / "results")}
-
-
 def test_causes_notebook_writes_its_table_and_figure(workspace, tmp_path):
     import nbformat
     chosen = ["object-aware features", "g redundancy", "lighting cue"]   # a pretraining, a spec, a derived dataset
