@@ -87,7 +87,7 @@ class OptimConfig:
     epochs: int = 18
     schedule: str = "cosine"            # a name of attnet.optim.SCHEDULES: cosine (the authors') | constant
     clip_grad: float | None = None      # max gradient norm
-    amp: str = "off"                    # autocast on CPU and CUDA: bf16 | fp16 (loss-scaled) | off
+    amp: str = "off"                    # autocast on CPU and CUDA: auto (bf16 where native) | bf16 | fp16 | off
 
 
 @dataclass
@@ -156,7 +156,7 @@ CHOICES = {
     "model.score_fusion": ("logits", "probs"),
     "optim.name": OPTIMIZERS,
     "optim.schedule": SCHEDULES,
-    "optim.amp": ("bf16", "fp16", "off"),
+    "optim.amp": ("auto", "bf16", "fp16", "off"),
 }
 POSITIVE = ("data.segments", "data.size", "data.num_clips", "data.batch_size", "data.eval_batch_size",
             "model.hidden_size", "model.num_layers", "optim.lr", "optim.epochs", "run.eval_every", "run.log_every",

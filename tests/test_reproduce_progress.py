@@ -8,22 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from attnet import reproduce
+from attnet import ablation, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_follower_draws_runs_done_of_total_and_failures_as_they_come(tmp_path, monkeypatch):
     events = tmp_path / "events.jsonl"
-    monkeypatch.setenv(reproduce.PROGRESS_ENV, str(events))
+    monkeypatch.setenv(ablation.PROGRESS_ENV, str(events))
     out = io.StringIO()
     follower = reproduce.ProgressFollower(events, stream=out, poll=0.01)
     with follower:
-        reproduce.report_progress({"event": "start", "total": 3})
-        reproduce.report_progress({"event": "run", "run": "GP only, seed 0", "status": "done", "result": "top1 50.0"})
+        ablation.report_progress({"event": "start", "total": 3})
+        ablation.report_progress({"event": "run", "run": "GP only, seed 0", "status": "done", "result": "top1 50.0"})
         time.sleep(0.3)
         seen_while_running = out.getvalue()
-        reproduce.report_progress({"event": "run", "run": "broken, seed 0", "status": "failed",
+        ablation.report_progress({"event": "run", "run": "broken, seed 0", "status": "failed",
                                    "result": "ConfigError: model.streams"})
         with open(events, "a") as f:
             f.write('{"event": "run", "run": "half')     # a line still being written is not read yet
@@ -35,9 +35,9 @@ def test_follower_draws_runs_done_of_total_and_failures_as_they_come(tmp_path, m
 
 
 def test_report_progress_writes_nothing_unless_asked(tmp_path, monkeypatch):
-    monkeypatch.delenv(reproduce.PROGRESS_ENV, raising=False)
+    monkeypatch.delenv(ablation.PROGRESS_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    reproduce.report_progress({"event": "start", "total": 1})
+    ablation.report_progress({"event": "start", "total": 1})
     assert list(tmp_path.iterdir()) == []
 
 

@@ -2,6 +2,8 @@
 record the run under results/runs/<name>/."""
 from __future__ import annotations
 
+import dataclasses
+
 import platform
 import time
 from pathlib import Path
@@ -143,6 +145,8 @@ def fit(cfg: Config) -> Path:
     """Train, validate and test one configuration; returns the run directory."""
     started = time.perf_counter()
     info = runtime.from_config(cfg)
+    if cfg.optim.amp != info.amp:          # auto: the record holds the precision that runs here
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, amp=info.amp))
     # rank 0 alone looks at the run directory (it may be deleting it) and tells the others
     run_dir, finished = distributed.on_main(lambda: _prepare_run_dir(cfg, DistInfo()), info)
     if finished:

@@ -251,9 +251,8 @@ def run_causes(seeds, preset: str, results_dir: str, data_root: str | None = Non
     needs = {runs_dir / ablation_run_name(p, spec, seed): ("localization.json",) for _, spec, p, *_ in plans
              for seed in seeds}
     needs[runs_dir / ablation_run_name(preset, FULL, seeds[0])] += ("attention_bounds.json",)
-    ablation = {ablation_run_name(preset, s, seed) for s in ABLATIONS.values() for seed in seeds}
-    check_scorable(needs, max_videos, lambda run_dir: f"attnet reproduce --preset {cfg.preset} --only "
-                   + ("03_ablation 08_attention_causes" if run_dir.name in ablation else "08_attention_causes"))
+    check_scorable(needs, max_videos, lambda run_dir: f"remove {run_dir} and run python -m studies.attention_causes "
+                   f"--preset {preset}")
     pretraining = None
     if "object-aware features" in causes:
         pretraining = pretrain_coverage(preset, pretrained, data_root, epochs=pretrain_epochs or context["epochs"],

@@ -73,6 +73,16 @@ def test_bf16_on_a_gpu_without_it_is_a_clear_error(gpus):
     assert runtime.start("cuda", amp="fp16").precision == "fp16"
 
 
+@pytest.mark.parametrize("units, cpu_amp", [(True, "bf16"), (False, "off")])
+def test_auto_precision_is_bf16_only_where_the_device_has_bfloat16_units(gpus, monkeypatch, capsys, units, cpu_amp):
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: units)
+    assert runtime.start("cpu", amp="auto").amp == cpu_amp
+    runtime.start("cpu", amp="bf16")                         # asked for explicitly: kept, emulated or not
+    assert ("emulated" in capsys.readouterr().out) == (not units)
+    gpus(1, bf16=units)
+    assert runtime.start("cuda", amp="auto").amp == ("bf16" if units else "fp16")   # fp16 loss-scaled on a V100
+
+
 def test_from_config_and_thread_cap(smoke_cfg):
     before = torch.get_num_threads()
     try:

@@ -5,6 +5,7 @@ import math
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from attnet.engine import RunExists, TrainingDiverged, evaluate, fit
 from attnet.engine import train as train_module
@@ -120,8 +121,8 @@ def _cut_after_first_epoch(monkeypatch):
 # autocast until the models keep it in float32; the convolutions and heads still autocast.
 @pytest.mark.parametrize("amp, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_amp_on_cpu_trains_in_that_dtype_and_records_it(smoke_cfg, amp, dtype, monkeypatch):
-    from attnet.engine import runtime
-    monkeypatch.setattr(runtime, "_cpuinfo", lambda: ["model name : CPU X", "cpu family : 6", "model : 143", ""])
+    from attnet import machine
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: ["model name : CPU X", "cpu family : 6", "model : 143", ""])
     seen, handle = _conv_dtypes()
     try:
         run = fit(smoke_cfg(f"run.name={amp}", "optim.epochs=1", "model.temporal=mean", f"optim.amp={amp}"))
@@ -165,12 +166,22 @@ def test_final_json_names_how_the_tested_checkpoint_was_chosen():
     assert _summary(load_config("synthetic", ["data.val_fraction=0"]))["selection"] == "val"   # its own val.txt
 
 
-def test_a_finished_run_is_reused_only_for_the_settings_it_was_trained_with(smoke_cfg, tmp_path):
+def test_a_finished_run_is_reused_only_for_the_settings_it_was_trained_with(smoke_cfg, tmp_path, monkeypatch):
     """A preset that changes its epochs must not find its old runs passed off as new ones; where
-    the data or the runs folder live, and how many threads trained it, do not make a run stale."""
-    run = fit(smoke_cfg("run.name=r", "optim.epochs=1"))
+    the data or the runs folder live, and how many threads trained it, do not make a run stale.
+    optim.amp=auto is recorded as the precision it ran in, so a machine that resolves it otherwise
+    does not reuse the run."""
+    from attnet.engine import runtime
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    run = fit(smoke_cfg("run.name=r", "optim.epochs=1", "optim.amp=auto"))
     final = (run / "final.json").read_text()
+    assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["amp"] == "off"
+    assert json.loads(final)["precision"] == "fp32"
     assert fit(smoke_cfg("run.name=r", "optim.epochs=1", "run.resume=true", "run.threads=1", "data.workers=0")) == run
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)      # a CPU with bfloat16 units
+    with pytest.raises(ValueError, match=r"other settings \(optim.amp: 'off' -> 'bf16'\)"):
+        fit(smoke_cfg("run.name=r", "optim.epochs=1", "optim.amp=auto", "run.resume=true"))
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     with pytest.raises(ValueError, match=r"config.yaml: this finished run was trained with other settings "
                                          r"\(optim.epochs: 1 -> 2\); retrain it with run.overwrite=true"):
         fit(smoke_cfg("run.name=r", "optim.epochs=2", "run.resume=true"))

@@ -116,5 +116,5 @@ def test_stream_registry_builds_every_stream_and_names_them_in_errors():
     assert list(STREAMS) == ["gp", "sa", "la", "oracle"]
     kinds = {name: type(build_attention(name, 8)) for name in STREAMS}
     assert kinds == {"gp": GlobalPooling, "sa": StatisticAttention, "la": LearnedAttention, "oracle": OracleAttention}
-    with pytest.raises(ValueError, match="unknown stream 'xx': choose from gp, sa, la, oracle"):
+    with pytest.raises(ValueError, match="unknown stream 'xx': registered are gp, sa, la, oracle"):
         build_attention("xx", 8)

@@ -147,7 +147,7 @@ def test_registries_are_importable_and_list_the_names():
     assert {"resnet18", "resnet34", "resnet50", "tiny"} <= set(BACKBONES)
     assert list(STREAMS) == ["gp", "sa", "la", "oracle"]
     assert list(TEMPORAL_MODELS) == ["sru", "lstm", "gru", "mean"]
-    with pytest.raises(ValueError, match="choose from resnet18, resnet34, resnet50, tiny"):
+    with pytest.raises(ValueError, match="registered are tiny, resnet18, resnet34, resnet50"):
         build_backbone("vgg")
 
 

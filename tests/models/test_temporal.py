@@ -78,7 +78,7 @@ def test_temporal_registry_names_and_output_widths():
     assert list(TEMPORAL_MODELS) == ["sru", "lstm", "gru", "mean"]
     widths = {kind: TemporalHead(kind, 8, 5, hidden_size=12).fc.in_features for kind in TEMPORAL_MODELS}
     assert widths == {"sru": 12, "lstm": 12, "gru": 12, "mean": 8}
-    with pytest.raises(ValueError, match="choose from sru, lstm, gru, mean"):
+    with pytest.raises(ValueError, match="registered are sru, lstm, gru, mean"):
         TemporalHead("tcn", 8, 5)
 
 

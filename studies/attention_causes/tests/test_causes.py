@@ -148,9 +148,10 @@ def test_a_clone_scores_reused_runs_from_their_files_and_stops_before_training_w
     monkeypatch.setattr(causes, "run_ablation", lambda *a, **k: pytest.fail("trained before the check"))
     monkeypatch.setattr(causes, "pretrain_coverage", lambda *a, **k: pytest.fail("pretrained before the check"))
     kept = (reference / "localization.json").read_text()
-    (reference / "localization.json").unlink()     # the reference as 03 leaves it: trained, never scored
+    (reference / "localization.json").unlink()     # the reference trained, never scored
     with pytest.raises(RuntimeError, match=rf"{re.escape(str(reference))}: finished, but neither its localization.json "
-                                           r"\(max_videos=None\) .* --only 03_ablation 08_attention_causes$"):
+                                           rf"\(max_videos=None\) .*; retrain it: remove {re.escape(str(reference))} and run "
+                                           r"python -m studies.attention_causes --preset synthetic-smoke$"):
         causes.run_causes([0], "synthetic-smoke", results, **kwargs)
     (reference / "localization.json").write_text(kept)
     bounds = json.loads((reference / "attention_bounds.json").read_text())
@@ -158,10 +159,9 @@ def test_a_clone_scores_reused_runs_from_their_files_and_stops_before_training_w
     with pytest.raises(RuntimeError, match=r"neither its attention_bounds.json \(max_videos=None\)"):
         causes.run_causes([0], "synthetic-smoke", results, **kwargs)
     (reference / "attention_bounds.json").write_text(json.dumps(bounds))
-    (nofusion / "localization.json").unlink()      # a cause's own run: 08 alone retrains it
-    with pytest.raises(RuntimeError, match=rf"{re.escape(nofusion.name)}: .* --only 08_attention_causes$") as err:
+    (nofusion / "localization.json").unlink()      # a cause's own run: named, with the same remedy
+    with pytest.raises(RuntimeError, match=rf"{re.escape(nofusion.name)}: .* run python -m studies.attention_causes"):
         causes.run_causes([0], "synthetic-smoke", results, **kwargs)
-    assert "03_ablation" not in str(err.value)
 
 
 def test_causes_chart_draws_every_experiment_between_floor_and_ceiling(tmp_path):
