@@ -269,7 +269,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _preset_file(name: str) -> Path:
-    """configs/<name>.yaml, else the first <folder>/<name>.yaml of $ATTNET_PRESET_PATH (which
+    """attnet/presets/<name>.yaml, else the first <folder>/<name>.yaml of $ATTNET_PRESET_PATH (which
     `attnet reproduce --preset my.yaml` sets, so that its notebooks load the file by name)."""
     folders = [CONFIG_DIR] + [Path(d) for d in os.environ.get(PRESET_PATH, "").split(os.pathsep) if d]
     files = (d / f"{name}{suffix}" for d in folders for suffix in (".yaml", ".yml"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnet.experiments import notebook_param
+import yaml
+
 from attnet.reproduce import execute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +25,10 @@ def run_study(notebook: Path, argv: list[str] | None = None) -> None:
     params = {"preset": args.preset, "data_root": args.data_root, "seeds": args.seeds, "jobs": args.jobs,
               "results_dir": str(study.relative_to(ROOT) / "results"), "resume": True, "epochs": None}
     for text in args.param:
-        name, _, value = text.partition("=")
-        params[name] = notebook_param(name, f"[{value}]", list)[0]
+        name, sep, value = text.partition("=")
+        if not sep:
+            parser.error(f"--param {text!r}: give NAME=VALUE (VALUE in YAML, e.g. 'difficulties=[0, 1]')")
+        params[name] = yaml.safe_load(value)
     output = study / "results" / "notebooks" / notebook.name
     execute(notebook, output, params, ROOT)
     print(f"executed notebook: {output}")

@@ -16,11 +16,8 @@ read them; with frame_folders=True, frames/<class>/<name>/img_00001.jpg... and
 {subset}_frames.txt ("relative/path num_frames label") are written too.
 `difficulty` (0: the original videos) shrinks the objects and adds decoys, the first acting
 out the opposite motion next to the actor, leaving room below the ceiling that attention can
-win: `attnet.sweep.pooling_probe`, a linear probe on the mean colour over time of the whole
-frame, falls from 69 % at difficulty 0 to 60, 49, 25 and 22 % at 0.25, 0.5, 1 and 2 (8
-classes, 320 test videos, chance 12.5 %), while the same probe on the actor's box stays at 83-85 %.
-`lighting=False` lights the scene evenly: an object's colour no longer tells where it is
-(attnet.causes asks whether that cue lets the network do without attention).
+win (studies/difficulty measures how much). `lighting=False` lights the scene evenly: an
+object's colour no longer tells where it is.
 Everything is a function of the seed (and the difficulty).
 """
 from __future__ import annotations

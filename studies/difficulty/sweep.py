@@ -199,7 +199,7 @@ def difficulty_chart(table: pd.DataFrame, path=None, converged: float = 90.0):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m studies.difficulty.sweep",
-                                     description="07_difficulty's table (and figure) over the runs finished so far; trains nothing")
+                                     description="the sweep's table (and figure) over the runs finished so far; trains nothing")
     parser.add_argument("--preset", default="synthetic")
     parser.add_argument("--results", default="results", help="the results folder whose runs/ to read")
     parser.add_argument("--difficulties", type=float, nargs="+", default=[0, 0.5, 1, 2])
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", default="GP only", metavar="CONFIG",
                         help="the row every paired difference is taken to (one of --configs; default: GP only)")
     parser.add_argument("--figure", default=None, metavar="PNG",
-                        help="also draw the table as 07_difficulty's figure (difficulty_chart) to this file")
+                        help="also draw the table as the study's figure (difficulty_chart) to this file")
     args = parser.parse_args(argv)
     if args.reference not in args.configs:
         parser.error(f"--reference {args.reference!r} is not among --configs: add it there")
