@@ -101,8 +101,8 @@ def profile_fit(preset: str, overrides: list[str], out_dir: Path) -> tuple[Profi
     prof.wrap(datasets.ClipDataset, "__getitem__", "transform")   # what is left of an item once decoded
     prof.wrap(glka.GLKANet, "forward", "forward")
     prof.wrap(runtime, "backward_step", "backward+opt")
-    prof.wrap(checkpoint, "save_atomic", "write")
-    prof.wrap(record, "write_csv", "write")
+    prof.wrap(train, "save_atomic", "write")                       # checkpoints
+    prof.wrap(train, "write_csv", "write")                         # metrics.csv, scores.csv.gz
     prof.wrap(record, "write_final", "write")
     epochs = iter(range(1, 10**6))
     vals = iter(range(1, 10**6))

@@ -1,6 +1,7 @@
 """The notebooks under papermill with non-default parameters, recording into the registry."""
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest

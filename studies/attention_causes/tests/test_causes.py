@@ -10,10 +10,9 @@ import pytest
 import torch
 import yaml
 
-from studies.attention_causes import causes
-from attnet.config import load_config
+from attnet.config import derived_preset, load_config
 from attnet.models import build_backbone
-from attnet.config import derived_preset
+from studies.attention_causes import causes
 
 
 def _flat(cfg) -> dict:
@@ -173,4 +172,4 @@ def test_causes_chart_draws_every_experiment_between_floor_and_ceiling(tmp_path)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["full model", "lighting cue"]
     assert sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() in (":", "--")) == [4.4, 60.0]
-    assert is_png(tmp_path / "causes.png")
+    assert (tmp_path / "causes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

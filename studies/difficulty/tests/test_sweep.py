@@ -1,14 +1,17 @@
 """The difficulty sweep's derived presets and its table, without training."""
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from studies.difficulty import sweep
 from attnet.config import ConfigError, load_config
+from studies.difficulty import sweep
+
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
 
 
 def test_a_derived_preset_is_the_base_with_a_difficulty_its_own_root_and_name(tmp_path):
@@ -40,7 +43,7 @@ def test_the_training_set_presets_take_the_sweeps_steps_at_difficulty_2(tmp_path
         train = cfg.data.synthetic["videos_per_class"]["train"] * cfg.data.synthetic["num_classes"]
         return train, cfg.optim.epochs, train // cfg.data.batch_size * cfg.optim.epochs   # drop_last batches
     assert steps("synthetic") == (600, 72, 2664)
-    assert steps(preset) == (videos, epochs, 2700)
+    assert steps(str(PRESETS / f"{preset}.yaml")) == (videos, epochs, 2700)
 
 
 def test_only_synthetic_presets_and_non_negative_difficulties_are_swept(tmp_path):
