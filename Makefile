@@ -4,16 +4,24 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PRESET ?= synthetic
+# pytest-xdist workers of the unit tests
+JOBS   ?= 2
 
-.PHONY: reproduce test test-unit test-notebooks lab lab-screenshot bench system-deps clean
+.PHONY: reproduce test test-unit test-slow test-notebooks lab lab-screenshot bench system-deps clean
 
 reproduce: $(STAMP) system-deps
 	$(PY) -m attnet reproduce --preset $(PRESET)
 
+# `make test`: the unit tests of tests/ and studies/ without the slow ones, then nbval on the
+# notebooks. `make test-slow`: the slow end-to-end variants (paper presets, the sru package's
+# compiled kernel, kills at each point of an epoch, ...); CI runs both.
 test: test-unit test-notebooks
 
 test-unit: $(STAMP) system-deps
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(JOBS) -m "not slow" -p no:cacheprovider --durations=10
+
+test-slow: $(STAMP) system-deps
+	$(PY) -m pytest -q -n $(JOBS) -m slow -p no:cacheprovider --durations=10
 
 test-notebooks: $(STAMP) system-deps
 	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks/

@@ -12,6 +12,14 @@ def pytest_addoption(parser):
                      help="tests/notebooks/test_lab.py saves the browser's view of 00_quickstart in JupyterLab here")
 
 
+def pytest_collection_modifyitems(items):
+    """Tests that need the `sru` package are slow: it compiles its C++ kernel on first import
+    (about a minute on a fresh 2-core machine). `make test` leaves slow tests out; CI runs them."""
+    for item in items:
+        if "sru_package" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -19,7 +27,7 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def sru_package():
-    """The `sru` 2.6 package, the reference for our SRU (compiles C++ once, ~45 s)."""
+    """The `sru` 2.6 package, the reference for our SRU (compiles C++ once, about a minute)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pytest.importorskip("sru")

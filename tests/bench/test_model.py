@@ -1,4 +1,6 @@
 """`python -m attnet.bench model`: the step's figures and its per-operator CPU profile."""
+import pytest
+
 from attnet.bench.model import main, top_ops
 
 
@@ -28,6 +30,7 @@ def test_bench_model_prints_the_tiny_step_and_its_convolutions(capsys):
     assert "aten::convolution_backward" in profile and "aten::mkldnn_convolution" in profile
 
 
+@pytest.mark.slow
 def test_compare_compile_times_the_compiled_model_beside_the_eager_one(capsys):
     main(["--backbone", "tiny", "--segments", "2", "--size", "32", "--batch", "2", "--classes", "3", "--hidden", "16",
           "--steps", "1", "--threads", "1", "--amp", "off", "--compare-compile"])

@@ -38,6 +38,7 @@ def test_the_same_frames_give_the_same_bytes_call_after_call(tmp_path):
     assert digests[4] == digests[0] and len(set(digests[:4])) == 4
 
 
+@pytest.mark.slow
 def test_a_dataset_generated_in_two_processes_is_the_same_bytes(tmp_path):
     # with torchcodec's VideoEncoder 9 of these 16 videos differed in decoded pixels
     code = ("import sys; from attnet.data import synthetic; synthetic.generate(sys.argv[1], num_classes=2, "

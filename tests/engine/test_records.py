@@ -40,6 +40,7 @@ def _train(args, crash=None):
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
+@pytest.mark.slow
 def test_sigkill_at_each_point_of_the_epoch_boundary_then_resume_gives_the_uninterrupted_record(smoke_cfg):
     cfg = smoke_cfg("run.name=whole", "optim.epochs=3", "run.threads=1")
     whole = fit(cfg)

@@ -21,9 +21,9 @@ def workspace(tmp_path_factory):
 
 @pytest.mark.parametrize("name, params, figures, files", [
     ("00_quickstart", {}, 1, []),
-    ("01_data", {}, 2, ["data_samples_synthetic-smoke.png", "tsn_sampling.png"]),
-    ("04_attention", {"videos": [0, 1], "device": "cpu"}, 2,
-     ["attention_synthetic-smoke_video0.png", "attention_synthetic-smoke_video1.png"]),
+    pytest.param("01_data", {}, 2, ["data_samples_synthetic-smoke.png", "tsn_sampling.png"], marks=pytest.mark.slow),
+    pytest.param("04_attention", {"videos": [0, 1], "device": "cpu"}, 2,
+                 ["attention_synthetic-smoke_video0.png", "attention_synthetic-smoke_video1.png"], marks=pytest.mark.slow),
 ])
 def test_every_figure_is_inline_and_saved(workspace, tmp_path, name, params, figures, files):
     out = tmp_path / f"{name}.ipynb"
@@ -36,6 +36,7 @@ def test_every_figure_is_inline_and_saved(workspace, tmp_path, name, params, fig
         assert (Path(workspace["results_dir"]) / "figures" / file).is_file(), file
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["03_ablation", "06_transfer"])
 def test_executed_notebooks_carry_no_kernel_warnings(workspace, tmp_path, name):
     """03 once ran 02 in kernels of its own, whose log landed in 03's cells; 06 trains three runs."""

@@ -19,6 +19,7 @@ def workspace(tmp_path_factory):
     return {"preset": "synthetic-smoke", "data_root": str(base / "data"), "results_dir": str(base / "results")}
 
 
+@pytest.mark.slow
 def test_train_eval_records_a_non_default_run(workspace, tmp_path):
     run_notebook("02_train_eval", tmp_path / "out.ipynb",
             {**workspace, "streams": ["sa"], "fusion_layer": False, "seed": 1, "epochs": 1})
@@ -49,6 +50,7 @@ def test_ablation_reports_a_failure_beside_a_result(workspace):
     assert not os.path.exists(f"{workspace['results_dir']}/notebooks")
 
 
+@pytest.mark.slow
 def test_ablation_runs_of_a_killed_worker_go_again_and_resume(workspace, monkeypatch):
     faults = Path(__file__).resolve().parents[1] / "faults"          # tests/faults/sitecustomize.py
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(faults), os.environ.get("PYTHONPATH")])))
@@ -63,6 +65,7 @@ def test_ablation_runs_of_a_killed_worker_go_again_and_resume(workspace, monkeyp
         assert log.index("epoch 1/2") < log.index("resuming") < log.index("epoch 2/2")   # both tries, in order
 
 
+@pytest.mark.slow
 def test_attention_notebook_draws_figures(workspace, tmp_path):
     run_notebook("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [1], "resume": False})
     figures = f"{workspace['results_dir']}/figures"

@@ -130,6 +130,7 @@ def test_the_pretrained_preset_names_the_weights_as_results_dir_does_relative_to
     assert calls[-1] == str((tmp_path / "results/presets/synthetic-smoke-objpre.yaml").resolve())
 
 
+@pytest.mark.slow
 def test_a_clone_scores_reused_runs_from_their_files_and_stops_before_training_where_one_has_neither(
         tmp_path, monkeypatch):
     results, runs = str(tmp_path / "results"), tmp_path / "results" / "runs"

@@ -12,6 +12,7 @@ pytest.importorskip("papermill")
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow
 def test_causes_notebook_writes_its_table_and_figure(workspace, tmp_path):
     import nbformat
     chosen = ["object-aware features", "g redundancy", "lighting cue"]   # a pretraining, a spec, a derived dataset

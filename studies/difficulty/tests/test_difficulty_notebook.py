@@ -12,6 +12,7 @@ pytest.importorskip("papermill")
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow
 def test_difficulty_notebook_sweeps_writes_its_table_and_shows_the_figure(workspace, tmp_path):
     import nbformat
     out = tmp_path / "difficulty.ipynb"
