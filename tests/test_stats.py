@@ -29,12 +29,12 @@ def test_t_quantile_tends_to_the_normal_quantile():
     assert stats.t_quantile(0.975, 1e7) == pytest.approx(1.959963985, abs=1e-6)
 
 
-def test_t_cdf_inverts_the_quantile_and_rejects_bad_arguments():
-    for df in (1, 2.5, 7, 60):
-        assert stats.t_cdf(stats.t_quantile(0.8, df), df) == pytest.approx(0.8, abs=1e-12)
-    assert stats.t_cdf(0.0, 5) == 0.5
+def test_t_quantile_rejects_bad_arguments():
+    assert stats.t_quantile(0.5, 5) == 0.0
     with pytest.raises(ValueError, match="0 < p < 1"):
         stats.t_quantile(1.0, 3)
+    with pytest.raises(ValueError, match="df > 0"):
+        stats.t_quantile(0.9, 0)
 
 
 def test_t_interval_of_one_two_three():
