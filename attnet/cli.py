@@ -1,4 +1,4 @@
-"""The `attnet` command: train, evaluate, data, bench, reproduce."""
+"""The `attnet` command: train, evaluate, export, data, bench, reproduce."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +39,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(metrics, indent=1))
 
 
+def _export(args: argparse.Namespace) -> None:
+    from attnet.hub import export
+    print(f"{export(args.run, args.to)}: model.safetensors, config.json and README.md of {args.run}")
+
+
 DELEGATED = {"data": ("attnet.data.cli", "datasets: synth, check, layout, reencode"),
              "bench": ("attnet.bench", "benchmarks: model, data, gpu, run"),
              "reproduce": ("attnet.reproduce", "run the notebooks 00-06 with papermill"),
@@ -64,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="test", choices=["val", "test"])
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.num_clips=10 run.device=cpu")
     p.set_defaults(func=_evaluate)
+    p = sub.add_parser("export", help="a finished run as a Hugging Face save_pretrained folder with a model card")
+    p.add_argument("run", help="run directory, e.g. results/runs/<name>")
+    p.add_argument("--to", required=True, help="the folder to write (model.push_to_hub or `hf upload` publishes it)")
+    p.set_defaults(func=_export)
     for name, (_, text) in DELEGATED.items():      # listed for --help; main() hands them their argv
         sub.add_parser(name, help=text, add_help=False)
     return parser

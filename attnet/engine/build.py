@@ -44,14 +44,20 @@ def build_datasets(cfg: Config, subsets: tuple[str, ...], root: Path) -> dict[st
     }
 
 
+def model_args(cfg: Config) -> dict:
+    """GLKANet's keyword arguments (all but num_classes) from cfg.model: what training, export and
+    the torch.hub presets build."""
+    m = cfg.model
+    return dict(backbone=m.backbone, pretrained=m.pretrained, streams=m.streams, fusion_layer=m.fusion_layer,
+                temporal=m.temporal, hidden_size=m.hidden_size, num_layers=m.num_layers, dropout=m.dropout,
+                score_fusion=m.score_fusion)
+
+
 def build_model(cfg: Config, num_classes: int, device: torch.device, init: bool = True) -> GLKANet:
     """GLKANet from cfg.model on `device` (channels_last when asked); with `init`, the
     ImageNet backbone or the transfer checkpoint of model.init_checkpoint."""
     m = cfg.model
-    model = GLKANet(num_classes, backbone=m.backbone, pretrained=m.pretrained if init else None,
-                    streams=m.streams, fusion_layer=m.fusion_layer, temporal=m.temporal,
-                    hidden_size=m.hidden_size, num_layers=m.num_layers, dropout=m.dropout,
-                    score_fusion=m.score_fusion)
+    model = GLKANet(num_classes, **model_args(cfg) | ({} if init else {"pretrained": None}))
     if init and m.init_checkpoint:
         fresh = checkpoint.load_init_weights(model, m.init_checkpoint)
         print(f"initialised from {m.init_checkpoint}; freshly initialised: {', '.join(fresh) or 'nothing'}")

@@ -36,14 +36,20 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def model_state(state: dict, source: str) -> dict:
+    """The GLKANet state dict in a loaded file: one of our checkpoints (its "model"), the authors'
+    (renamed by convert_state_dict) or a plain state dict."""
+    if "model" in state:
+        return state["model"]
+    if any(k.startswith(("module.spatial.", "spatial.")) for k in state):
+        return convert_state_dict(state, source)
+    return state
+
+
 def load_init_weights(model: nn.Module, path: str | Path) -> list[str]:
     """Start from another run's or the authors' weights; heads whose class count differs are
     left freshly initialised (transfer). Returns the names of the parameters not loaded."""
-    state = load(Path(path), fix="check model.init_checkpoint")
-    if "model" in state:                        # one of our checkpoints
-        state = state["model"]
-    elif any(k.startswith(("module.spatial.", "spatial.")) for k in state):
-        state = convert_state_dict(state, str(path))
+    state = model_state(load(Path(path), fix="check model.init_checkpoint"), str(path))
     own = model.state_dict()
     kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     unknown = [k for k in state if k not in own]

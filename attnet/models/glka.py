@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 from .attention import STREAMS, build_attention
@@ -38,7 +39,12 @@ class GLKAOutput:
     attention: dict[str, Tensor] = field(default_factory=dict)
 
 
-class GLKANet(nn.Module):
+class GLKANet(nn.Module, PyTorchModelHubMixin, library_name="attnet", pipeline_tag="video-classification",
+              tags=["video-classification", "action-recognition", "glka"],
+              paper_url="https://doi.org/10.1109/TNNLS.2020.2978613"):
+    """save_pretrained / from_pretrained / push_to_hub (huggingface_hub): model.safetensors, and the
+    constructor's arguments in config.json."""
+
     def __init__(self, num_classes: int, backbone: str = "resnet34", pretrained: str | None = None,
                  streams: Sequence[str] = ("gp", "sa", "la"), fusion_layer: bool = True, temporal: str = "sru",
                  hidden_size: int = 1024, num_layers: int = 3, dropout: float = 0.5,
@@ -63,6 +69,12 @@ class GLKANet(nn.Module):
                             hidden_size, num_layers, dropout)
             for s in self.streams
         })
+
+    def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
+        """config.json says pretrained null, as the saved weights hold the backbone (loading downloads
+        nothing), and the class count of the present heads (replace_heads); `config` adds keys."""
+        config = {**self._hub_mixin_config, **(config or {}), "pretrained": None, "num_classes": self.num_classes}
+        return super().save_pretrained(save_directory, config=config, **kwargs)
 
     def replace_heads(self, num_classes: int) -> None:
         """New classifiers for another class count (transfer), on the old heads' device and dtype."""
