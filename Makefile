@@ -7,7 +7,7 @@ PRESET ?= synthetic
 # pytest-xdist workers of the unit tests
 JOBS   ?= 2
 
-.PHONY: reproduce test test-unit test-slow test-notebooks lab lab-screenshot bench system-deps clean
+.PHONY: reproduce test test-unit test-slow test-notebooks lab lab-screenshot tensorboard bench system-deps clean
 
 reproduce: $(STAMP) system-deps
 	$(PY) -m attnet reproduce --preset $(PRESET)
@@ -34,6 +34,11 @@ lab: $(STAMP) system-deps
 # results/figures/jupyterlab_00_quickstart.png: 00_quickstart run in JupyterLab by headless chromium.
 lab-screenshot: $(STAMP) system-deps
 	$(PY) -m pytest -q tests/notebooks/test_lab.py --lab-screenshot results/figures/jupyterlab_00_quickstart.png
+
+# TensorBoard over every run's <run>/tensorboard/ events (loss every run.log_every steps, epoch
+# metrics, SA / LA maps of validation videos).
+tensorboard: $(STAMP)
+	$(VENV)/bin/tensorboard --logdir results/runs
 
 bench: $(STAMP)
 	$(PY) -m attnet.bench model --backbone resnet34 --segments 12 --size 224 --batch 2

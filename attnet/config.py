@@ -101,6 +101,7 @@ class RunConfig:
     log_every: int = 20
     resume: bool = False                # continue from checkpoints/last.pt; a finished run is returned as is
     overwrite: bool = False             # replace an existing run directory
+    tensorboard: bool = True            # rank 0's TensorBoard events in <run>/tensorboard/ (`make tensorboard`)
 
 
 @dataclass

@@ -40,12 +40,16 @@ def to_images(clip: torch.Tensor, normalized: bool = True) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def smooth_maps(maps: torch.Tensor, size: tuple[int, int], sigma: float = 0.0) -> np.ndarray:
+def smooth_maps(maps: torch.Tensor, size: tuple[int, int], sigma: float = 0.0, blur: bool = True) -> np.ndarray:
     """[T, h, w] attention -> [T, H, W] in [0, 1]: bilinear upsampling, Gaussian smoothing
-    (sigma in pixels, default an eighth of the image side), each frame scaled to its max."""
+    (sigma in pixels, default an eighth of the image side), each frame scaled to its max.
+    blur=False skips the smoothing, whose cost grows with the image side to the fourth power
+    (seconds a frame at 224 px): TensorBoard draws the maps every epoch."""
     up = F.interpolate(maps.detach().float().cpu()[:, None], size=size, mode="bilinear", align_corners=False)
-    sigma = sigma or max(size) / 8
-    up = gaussian_blur(up, kernel_size=2 * int(3 * sigma) + 1, sigma=sigma)[:, 0]
+    if blur:
+        sigma = sigma or max(size) / 8
+        up = gaussian_blur(up, kernel_size=2 * int(3 * sigma) + 1, sigma=sigma)
+    up = up[:, 0]
     up = up - up.amin(dim=(1, 2), keepdim=True)
     return (up / up.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)).numpy()
 

@@ -19,20 +19,23 @@ class Progress:
             from tqdm import tqdm
             self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
-    def update(self, clips: int, **values: float | torch.Tensor) -> None:
+    def update(self, clips: int, **values: float | torch.Tensor) -> dict[str, float] | None:
+        """The values read and clips/s on the steps it shows, for a caller to log them too; else None."""
         self.step += 1
         self.clips += clips
         if self.bar is not None:
             self.bar.update(1)
         if not self.enabled or (self.step % self.every and self.step != self.total):
-            return
+            return None
+        read = {k: float(v) for k, v in values.items()}
         rate = self.clips / max(time.perf_counter() - self.start, 1e-9)
-        text = {k: f"{float(v):.3f}" for k, v in values.items()} | {"clips/s": f"{rate:.1f}"}
+        text = {k: f"{v:.3f}" for k, v in read.items()} | {"clips/s": f"{rate:.1f}"}
         if self.bar is not None:
             self.bar.set_postfix(text)
         else:
             print(f"{self.desc} {self.step}/{self.total} " + " ".join(f"{k}={v}" for k, v in text.items()),
                   file=sys.stderr, flush=True)
+        return read | {"clips/s": rate}
 
     def close(self) -> float:
         """Clips per second over the whole loop."""

@@ -21,7 +21,8 @@ from attnet.files import write_text
 
 LOCK_NAME = ".lock"
 # may differ on --resume without being a change of the experiment
-RESUME_FREE = ("imports", "run.resume", "run.overwrite", "run.name", "run.device", "run.threads", "run.log_every")
+RESUME_FREE = ("imports", "run.resume", "run.overwrite", "run.name", "run.device", "run.threads", "run.log_every",
+               "run.tensorboard")
 # where a finished run was trained, not what: it is reused (run.resume) whatever these say now
 FINISHED_FREE = RESUME_FREE + ("run.out_dir", "data.root", "data.workers", "data.cache")
 # what the checkpoint's tensors or optimizer state are made of: a resume cannot change them

@@ -20,6 +20,7 @@ from attnet.losses import GLKALoss
 from attnet.machine import cpu_facts, cpu_label
 
 from . import checkpoint, distributed, record, runtime
+from .board import Board
 from .build import build_datasets, build_model, build_optimizer, build_scheduler, check_lists, dataset_root
 from .distributed import DistInfo
 from .evaluate import predict, scores_frame
@@ -98,10 +99,11 @@ def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
 
 
 def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, info: runtime.Runtime,
-                    epoch: int, ckpt_dir: Path) -> dict:
+                    epoch: int, ckpt_dir: Path, board: Board) -> dict:
     """One pass over the training data; returns the epoch's mean loss parts and train accuracy.
     Loss parts and hit counts add up as device tensors, read once at the end of the epoch (and
-    the loss every run.log_every steps), so that a step does not wait for the GPU."""
+    the loss and its parts every run.log_every steps, for the log and TensorBoard), so that a
+    step does not wait for the GPU."""
     model.train()
     names: list[str] = []                  # "loss", "loss_ce", ..., then the streams' accuracy keys
     sums = None                            # [parts + streams] on the device: n-weighted losses, hits
@@ -130,7 +132,11 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, in
                     [("train_top1" if s == "fused" else f"train_{s}_top1") for s in logits]
             sums = torch.zeros_like(row)
         sums += row
-        progress.update(n, loss=loss.detach())
+        shown = progress.update(n, loss=loss.detach())
+        if shown is not None:
+            board.step(epoch * len(loader) + step + 1,
+                       {"loss": shown["loss"], **{f"loss_{k}": v.detach() for k, v in parts.items()},
+                        "lr": optimizer.param_groups[0]["lr"], "clips_per_s": shown["clips/s"] * info.world_size})
     clips_per_s = progress.close() * info.world_size
     stats = torch.cat([torch.tensor([seen], dtype=torch.float64, device=info.device), sums])
     if info.enabled:                                   # sum over processes
@@ -193,45 +199,52 @@ def fit(cfg: Config) -> Path:
             write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")   # the checkpoint's rows are the record
             print(f"resuming {run_dir} after epoch {start_epoch}")
 
-    for epoch in range(start_epoch, cfg.optim.epochs):
-        tic = time.perf_counter()
-        train_loader.generator.manual_seed(info.seed_epoch(epoch))   # this rank's epoch: order, worker seeds, dropout
-        if info.enabled:
-            train_loader.sampler.set_epoch(epoch)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        row |= train_one_epoch(net, train_loader, criterion, optimizer, scaler, cfg, info, epoch, ckpt_dir)
-        skipped = data["train"].reset_skipped()
-        if skipped and info.is_main:
-            print(f"epoch {epoch + 1}: {skipped} bad videos skipped (data.on_bad_video=skip)")
-        bad = record.non_finite(model.state_dict())
-        if bad:                                     # neither validated nor saved
-            raise TrainingDiverged(f"non-finite weights after epoch {epoch + 1} ({', '.join(bad[:3])}); "
-                                   + record.restart_hint(ckpt_dir))
-        if "val" in data and ((epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.optim.epochs):
-            labels, scores, _ = predict(model, data["val"], cfg, info, desc="val")
-            row["val_top1"] = topk_accuracy(scores["fused"], labels, 1)
-            row |= {f"val_{s}_top1": topk_accuracy(scores[s], labels, 1) for s in model.streams}
-        scheduler.step()
-        row["seconds"] = time.perf_counter() - tic
-        rows.append(row)
-        # without a val set, best.pt is the last epoch's: what is tested, and what notebooks load
-        improved = row.get("val_top1", -1.0) > best_top1 if "val" in data else epoch + 1 == cfg.optim.epochs
-        best_top1 = max(best_top1, row.get("val_top1", -1.0))
-        if info.is_main:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch,
-                     "best_top1": best_top1, "rng": checkpoint.rng_state(), "config": cfg.to_dict(),
-                     "classes": classes, "rows": rows} | ({"scaler": scaler.state_dict()} if scaler is not None else {})
-            bad = record.non_finite(state)
-            if bad:
-                raise TrainingDiverged(f"non-finite optimizer state after epoch {epoch + 1} ({', '.join(bad[:3])}); "
+    # rank 0's TensorBoard events; those after last.pt, from a killed process, are purged
+    with Board(run_dir, cfg.run.tensorboard and info.is_main, start_epoch, len(train_loader)) as board:
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            tic = time.perf_counter()
+            # this rank's epoch: order, worker seeds, dropout
+            train_loader.generator.manual_seed(info.seed_epoch(epoch))
+            if info.enabled:
+                train_loader.sampler.set_epoch(epoch)
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+            row |= train_one_epoch(net, train_loader, criterion, optimizer, scaler, cfg, info, epoch, ckpt_dir, board)
+            skipped = data["train"].reset_skipped()
+            if skipped and info.is_main:
+                print(f"epoch {epoch + 1}: {skipped} bad videos skipped (data.on_bad_video=skip)")
+            bad = record.non_finite(model.state_dict())
+            if bad:                                     # neither validated nor saved
+                raise TrainingDiverged(f"non-finite weights after epoch {epoch + 1} ({', '.join(bad[:3])}); "
                                        + record.restart_hint(ckpt_dir))
-            if improved:
-                save_atomic(state, ckpt_dir / "best.pt")
-            save_atomic(state, ckpt_dir / "last.pt")
-            write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")
-            print(f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
-        distributed.barrier(info)
+            if "val" in data and ((epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.optim.epochs):
+                labels, scores, _ = predict(model, data["val"], cfg, info, desc="val")
+                row["val_top1"] = topk_accuracy(scores["fused"], labels, 1)
+                row |= {f"val_{s}_top1": topk_accuracy(scores[s], labels, 1) for s in model.streams}
+            scheduler.step()
+            row["seconds"] = time.perf_counter() - tic
+            rows.append(row)
+            # without a val set, best.pt is the last epoch's: what is tested, and what notebooks load
+            improved = row.get("val_top1", -1.0) > best_top1 if "val" in data else epoch + 1 == cfg.optim.epochs
+            best_top1 = max(best_top1, row.get("val_top1", -1.0))
+            if info.is_main:
+                board.attention(model, data.get("val"), info, epoch + 1)
+                board.epoch(row)                    # flushed before the checkpoint that makes the epoch final
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "epoch": epoch, "best_top1": best_top1,
+                         "rng": checkpoint.rng_state(), "config": cfg.to_dict(), "classes": classes, "rows": rows}
+                if scaler is not None:
+                    state["scaler"] = scaler.state_dict()
+                bad = record.non_finite(state)
+                if bad:
+                    raise TrainingDiverged(f"non-finite optimizer state after epoch {epoch + 1} "
+                                           f"({', '.join(bad[:3])}); " + record.restart_hint(ckpt_dir))
+                if improved:
+                    save_atomic(state, ckpt_dir / "best.pt")
+                save_atomic(state, ckpt_dir / "last.pt")
+                write_csv(pd.DataFrame(rows), run_dir / "metrics.csv")
+                print(f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
+                      flush=True)
+            distributed.barrier(info)
 
     test = data["test"]
     best = checkpoint.load(ckpt_dir / "best.pt", fix="pass run.overwrite=true to train the run again") \

@@ -140,6 +140,8 @@ def test_ddp_ranks_agree_rank0_decides_and_distributed_eval_equals_single_proces
         assert "cannot resume with a different model.hidden_size" in (tmp_path / f"refused{rank}").read_text()
     final = json.loads((tmp_path / "final.json").read_text())
     assert final["world_size"] == 2 and final["test"]["num_videos"] == 9
+    events = sorted(p.parent.name for p in (tmp_path / "runs" / "ddp").rglob("events.out.tfevents.*"))
+    assert events == ["epochs", "steps"]                     # TensorBoard: rank 0 alone writes
 
     torch.save({"model": r0}, f"{out}/ckpt.pt")
     mp.spawn(_worker, args=(2, _free_port(), odd_cfg, out, "eval"), nprocs=2, join=True)

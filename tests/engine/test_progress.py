@@ -16,9 +16,10 @@ class Reads:
 def test_values_are_read_every_n_steps_and_at_the_last(capsys):
     value = Reads()
     progress = Progress(total=7, desc="epoch 1/1", every=3)
-    for _ in range(7):
-        progress.update(2, loss=value)
+    shown = [progress.update(2, loss=value) for _ in range(7)]
     assert value.reads == 3                                      # steps 3, 6 and 7 (the last)
+    assert [i + 1 for i, s in enumerate(shown) if s is not None] == [3, 6, 7]   # what it shows, for TensorBoard
+    assert shown[2]["loss"] == 1.5 and shown[2]["clips/s"] > 0
     lines = capsys.readouterr().err.splitlines()
     assert [line.split()[2] for line in lines] == ["3/7", "6/7", "7/7"]
     assert all("loss=1.500" in line for line in lines)

@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from attnet.data import DataError
 from attnet.engine import TrainingDiverged, evaluate, fit, record
@@ -62,6 +64,11 @@ def test_sigkill_at_each_point_of_the_epoch_boundary_then_resume_gives_the_unint
     pd.testing.assert_frame_equal(pd.read_csv(whole / "metrics.csv").drop(columns=TIMING), metrics.drop(columns=TIMING))
     assert json.loads((cut / "final.json").read_text())["test"] == json.loads((whole / "final.json").read_text())["test"]
     assert not list(cut.rglob("*.tmp"))
+    board = EventAccumulator(str(cut / "tensorboard" / "epochs"))      # each epoch once: what the kills left is purged
+    board.Reload()
+    for column in metrics.columns.drop("epoch"):
+        assert [e.step for e in board.Scalars(f"epoch/{column}")] == [1, 2, 3], column
+        np.testing.assert_allclose([e.value for e in board.Scalars(f"epoch/{column}")], metrics[column], rtol=1e-5)
 
 
 # --- item 3: divergence --------------------------------------------------------------------
