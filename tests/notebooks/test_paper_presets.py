@@ -1,6 +1,7 @@
 """`attnet reproduce` on the paper presets (ucf101, hmdb51) with CPU-sized overrides, on tiny
 official-layout datasets written here: every notebook end to end, a preset given as a file."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -56,12 +57,9 @@ def hmdb51_tree(root):
         write_text(root / "testTrainMulti_7030_splits" / f"{name}_test_split1.txt", lines)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("paper, make, val_fraction, selection", [
-    ("ucf101", ucf101_tree, 0.25, "val"),
-    ("hmdb51", hmdb51_tree, 0.0, "last epoch"),      # no validation set: the last epoch is tested
-])
-def test_reproduce_runs_every_notebook_on_a_paper_preset(tmp_path, monkeypatch, paper, make, val_fraction, selection):
+def reproduce_on(tmp_path, monkeypatch, paper, make, val_fraction, notebooks):
+    """`attnet reproduce` of `notebooks` on a CPU-sized copy of a paper preset over generated data
+    in the official layout; (results folder, data folder, preset name)."""
     monkeypatch.setenv(PRESET_PATH, "")                # reproduce adds the preset's folder; undone after the test
     data, results = tmp_path / "data", tmp_path / "results"
     make(data)
@@ -69,11 +67,28 @@ def test_reproduce_runs_every_notebook_on_a_paper_preset(tmp_path, monkeypatch, 
     preset.parent.mkdir()
     sized = {**CPU_SIZED, "data": {**CPU_SIZED["data"], "val_fraction": val_fraction}}
     preset.write_text(yaml.safe_dump({"base": paper, **sized}))
-    notebooks = list(reproduce.NOTEBOOKS)
     reproduce.main(["--preset", str(preset), "--data-root", str(data), "--results", str(results), "--seeds", "0",
                     "--jobs", "2", "--only", *notebooks])
+    return results, data, f"{paper}-cpu"
 
-    name = f"{paper}-cpu"
+
+def full_model_run(results: Path, name: str, paper: str, data: Path, selection: str) -> Path:
+    """The full model's run: the preset's dataset, its checkpoint selection, the whole official test list."""
+    run = results / "runs" / f"{name}_gp+sa+la_sru_seed0"
+    final = json.loads((run / "final.json").read_text())
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert final["config"]["dataset"] == paper and final["config"]["selection"] == selection
+    assert config["model"]["backbone"] == "tiny" and config["data"]["root"] == str(data)
+    # tested on the whole official test list (UCF101: 2 groups x 2 clips a class; HMDB51: 2 clips a class)
+    test, _ = getattr(lists, paper)(data, 1, "test")
+    assert final["test"]["num_videos"] == len(test) == {"ucf101": 12, "hmdb51": 6}[paper]
+    return run
+
+
+@pytest.mark.slow
+def test_reproduce_runs_every_notebook_on_a_paper_preset(tmp_path, monkeypatch):
+    notebooks = list(reproduce.NOTEBOOKS)
+    results, data, name = reproduce_on(tmp_path, monkeypatch, "ucf101", ucf101_tree, 0.25, notebooks)
     assert sorted(p.stem for p in (results / "notebooks").glob("*.ipynb")) == notebooks
     assert (results / "figures" / f"data_samples_{name}.png").is_file()
     assert (results / "figures" / f"attention_{name}_video0.png").is_file()
@@ -82,18 +97,17 @@ def test_reproduce_runs_every_notebook_on_a_paper_preset(tmp_path, monkeypatch, 
     assert table.count("| done |") == len(reproduce.ABLATIONS) - 1 and "oracle" not in table
     transfer = (results / "tables" / f"transfer_{name}.md").read_text()   # fine-tuned on the preset's own data
     assert "fine-tuned" in transfer and "from scratch" in transfer
-    run = results / "runs" / f"{name}_gp+sa+la_sru_seed0"
-    final = json.loads((run / "final.json").read_text())
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    assert final["config"]["dataset"] == paper and final["config"]["selection"] == selection
-    assert config["model"]["backbone"] == "tiny" and config["data"]["root"] == str(data)
+    run = full_model_run(results, name, "ucf101", data, "val")
     best, last = (torch.load(run / "checkpoints" / f"{n}.pt", weights_only=True) for n in ("best", "last"))
+    val_top1 = pd.read_csv(run / "metrics.csv")["val_top1"]
     assert last["epoch"] == 1
-    if selection == "val":
-        val_top1 = pd.read_csv(run / "metrics.csv")["val_top1"]
-        assert best["epoch"] == val_top1.idxmax() and best["best_top1"] == pytest.approx(val_top1.max(), rel=1e-5)
-    else:                                                       # no val set: the last epoch is tested
-        assert best["epoch"] == 1 and best["best_top1"] == -1 and "val_top1" not in pd.read_csv(run / "metrics.csv")
-    # tested on the whole official test list (UCF101: 2 groups x 2 clips a class; HMDB51: 2 clips a class)
-    test, _ = getattr(lists, paper)(data, 1, "test")
-    assert final["test"]["num_videos"] == len(test) == {"ucf101": 12, "hmdb51": 6}[paper]
+    assert best["epoch"] == val_top1.idxmax() and best["best_top1"] == pytest.approx(val_top1.max(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_paper_preset_without_a_validation_set_tests_the_last_epoch(tmp_path, monkeypatch):
+    results, data, name = reproduce_on(tmp_path, monkeypatch, "hmdb51", hmdb51_tree, 0.0, ["02_train_eval"])
+    run = full_model_run(results, name, "hmdb51", data, "last epoch")
+    best, last = (torch.load(run / "checkpoints" / f"{n}.pt", weights_only=True) for n in ("best", "last"))
+    assert last["epoch"] == 1 and best["epoch"] == 1 and best["best_top1"] == -1
+    assert "val_top1" not in pd.read_csv(run / "metrics.csv")
