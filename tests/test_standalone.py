@@ -41,7 +41,7 @@ def test_no_tracked_file_refers_outside_the_repository():
 
 def test_the_pattern_catches_what_it_must():
     docs, notebooks = ROOT / "docs", ROOT / "notebooks" / "params"
-    assert outside("see `../shared/METHOD.md`", ROOT) == ["../shared"]
+    assert outside("see `../elsewhere/METHOD.md`", ROOT) == ["../elsewhere"]
     assert outside("see `../../other/METHOD.md`", docs) == ["../../other"]
     assert outside('p = "../../elsewhere/keys.txt"', notebooks) == []               # notebooks/params -> the root
     assert outside('p = "../../../elsewhere/keys.txt"', notebooks) == ["../../../elsewhere"]
