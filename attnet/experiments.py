@@ -17,7 +17,7 @@ from attnet.config import Config, config_from_dict, load_config
 from attnet.data import ClipDataset, synthetic
 from attnet.engine import checkpoint, fit, runtime
 from attnet.engine.build import build_datasets, build_model, dataset_root
-from attnet.localization import localization_scores
+from attnet.localization import grad_cam, localization_scores
 from attnet.models import GLKANet
 from attnet.viz import to_images
 
@@ -90,15 +90,15 @@ def finished_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
 @dataclass
 class VideoAttention:
     images: np.ndarray                 # uint8 [T, H, W, 3], the sampled frames of the first test clip
-    maps: dict[str, torch.Tensor]      # stream -> [T, h, w]
+    maps: dict[str, torch.Tensor]      # stream (and "gradcam") -> [T, h, w]
     boxes: np.ndarray | None           # actor boxes of those frames [T, 4] (synthetic only)
     title: str
 
 
 @torch.no_grad()
 def video_attention(run: TrainedRun, index: int) -> VideoAttention:
-    """Test video `index` through the model: its frames, SA / LA maps, actor boxes, and a title
-    naming the true and the predicted class."""
+    """Test video `index` through the model: its frames, SA / LA maps, the Grad-CAM of its fused
+    prediction, actor boxes, and a title naming the true and the predicted class."""
     clip, label = run.test[index]
     clip = clip if clip.dim() == 4 else clip[0]
     out = run.model(clip[None].to(run.device))
@@ -106,7 +106,9 @@ def video_attention(run: TrainedRun, index: int) -> VideoAttention:
     boxes_of = run.boxes_of()
     boxes = boxes_of(record)[run.test.frame_indices(index)[0].numpy()] if boxes_of else None
     predicted = run.test.classes[out.logits.argmax(1).item()]
-    return VideoAttention(to_images(clip), {s: a[0].cpu() for s, a in out.attention.items()}, boxes,
+    maps = {s: a[0].cpu() for s, a in out.attention.items()}
+    maps["gradcam"] = grad_cam(run.model, clip.to(run.device)).cpu()
+    return VideoAttention(to_images(clip), maps, boxes,
                           f"{record.path.name}: true {run.test.classes[label]}, predicted {predicted}")
 
 
@@ -119,9 +121,9 @@ def oracle_model(run: TrainedRun) -> GLKANet:
 
 
 def localization_summary(run: TrainedRun, max_videos: int | None = None) -> pd.DataFrame:
-    """Per stream of the run, between the oracle (ceiling) and uniform attention (floor, what GP
-    does): frames scored, mean attention mass inside the actor box (%) and pointing-game accuracy (%)."""
-    scores = localization_scores(run.model, run.test, run.boxes_of(), max_videos=max_videos)
+    """Per stream of the run and its Grad-CAM, between the oracle (ceiling) and uniform attention
+    (floor, what GP does): frames scored, mean mass inside the actor box (%) and pointing-game accuracy (%)."""
+    scores = localization_scores(run.model, run.test, run.boxes_of(), max_videos=max_videos, gradcam=True)
     oracle = localization_scores(oracle_model(run), run.test, run.boxes_of(), max_videos=max_videos)
     scores = pd.concat([oracle[oracle["stream"] == "oracle"], scores])
     summary = scores.groupby("stream", sort=False).agg(frames=("mass", "size"), mass_in_box=("mass", "mean"),

@@ -20,7 +20,9 @@ from torchvision.transforms.functional import gaussian_blur
 
 from attnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-STREAM_NAMES = {"la": "Learning-based Attention", "sa": "Statistic-based Attention", "gp": "Global Pooling"}
+STREAM_NAMES = {"la": "Learning-based Attention", "sa": "Statistic-based Attention", "gp": "Global Pooling",
+                "gradcam": "Grad-CAM"}
+MAP_ROWS = ("la", "sa", "gradcam")      # the paper's order (LA first), then the saliency baseline
 STREAM_COLOURS = {"fused": "#444444", "gp": "#8c8c8c", "sa": "#1f77b4", "la": "#d62728"}
 
 
@@ -61,8 +63,8 @@ def darken(images: np.ndarray, weights: np.ndarray, floor: float = 0.15) -> np.n
 
 def attention_figure(images: np.ndarray, maps: dict[str, torch.Tensor], title: str | None = None,
                      boxes: np.ndarray | None = None, path=None) -> Figure:
-    """A row of sampled frames, then one row per attention stream (LA first, as the paper)."""
-    order = [s for s in ("la", "sa") if s in maps]
+    """A row of sampled frames, then one row per map of MAP_ROWS in `maps`."""
+    order = [s for s in MAP_ROWS if s in maps]
     t, h, w = images.shape[:3]
     fig = Figure(figsize=(1.3 * t, 1.45 * (1 + len(order))))
     axes = fig.subplots(1 + len(order), t, squeeze=False)
@@ -84,10 +86,10 @@ def attention_figure(images: np.ndarray, maps: dict[str, torch.Tensor], title: s
 
 
 def attention_gif(images: np.ndarray, maps: dict[str, torch.Tensor], path, scale: int = 2, ms: int = 250) -> Path:
-    """An animated GIF: the frame beside its LA and SA renderings."""
+    """An animated GIF: the frame beside its renderings of MAP_ROWS in `maps`."""
     from PIL import Image
     t, h, w = images.shape[:3]
-    panels = [images] + [darken(images, smooth_maps(maps[s], (h, w))) for s in ("la", "sa") if s in maps]
+    panels = [images] + [darken(images, smooth_maps(maps[s], (h, w))) for s in MAP_ROWS if s in maps]
     frames = [Image.fromarray(np.concatenate([p[i] for p in panels], axis=1)).resize(
         (w * len(panels) * scale, h * scale), Image.NEAREST) for i in range(t)]
     path = Path(path)

@@ -29,6 +29,8 @@ def test_trained_run_holds_the_best_checkpoint_in_eval_mode(tmp_path):
         assert torch.equal(value, best[key]), key
     shown = video_attention(run, 0)
     assert shown.images.shape == (4, 64, 64, 3) and shown.boxes.shape == (4, 4)     # T = 4 segments
-    assert set(shown.maps) == {"sa", "la"}
-    torch.testing.assert_close(shown.maps["la"].sum(dim=(1, 2)), torch.ones(4))
+    assert set(shown.maps) == {"sa", "la", "gradcam"}
+    for maps in shown.maps.values():                       # one distribution over the 4x4 grid per frame
+        assert maps.shape == (4, 4, 4)
+        torch.testing.assert_close(maps.sum(dim=(1, 2)), torch.ones(4))
     assert shown.title.startswith(run.test.records[0].path.name + ": true ")

@@ -32,7 +32,11 @@ def test_smoothed_maps_peak_where_attention_is():
 def test_figures_are_written(tmp_path):
     images = (np.random.default_rng(0).random((4, 32, 32, 3)) * 255).astype(np.uint8)
     maps = {"la": torch.softmax(torch.randn(4, 16), 1).view(4, 4, 4), "sa": torch.softmax(torch.randn(4, 16), 1).view(4, 4, 4)}
-    viz.attention_figure(images, maps, title="t", boxes=np.array([[0, 0, 8, 8]] * 4), path=tmp_path / "a.png")
+    maps["gradcam"] = torch.softmax(torch.randn(4, 16), 1).view(4, 4, 4)
+    fig = viz.attention_figure(images, maps, title="t", boxes=np.array([[0, 0, 8, 8]] * 4), path=tmp_path / "a.png")
+    # frames, then LA, SA and Grad-CAM: a row each, a column per frame
+    assert [ax.get_ylabel() for ax in fig.axes[::4]] == ["Frames", "Learning-based Attention",
+                                                         "Statistic-based Attention", "Grad-CAM"]
     gif = viz.attention_gif(images, maps, tmp_path / "a.gif")
     metrics = pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0], "loss_ce": [1.8, 0.9], "val_top1": [10, 40],
                             "train_top1": [12, 50], "val_sa_top1": [5, 30]})
