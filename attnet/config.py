@@ -295,7 +295,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+        raise ConfigError(f"override {text!r}: the value is not valid YAML; quote it for YAML inside the shell's "
+                          f"quotes: \"{key.strip()}='{raw}'\"") from None
     return key.strip(), value
 
 

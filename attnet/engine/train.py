@@ -67,7 +67,7 @@ def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
     run_dir = Path(cfg.run.out_dir) / cfg.run_name
     locked = None
     if info.is_main:
-        existed = record.has_run(run_dir)
+        existed = record.has_progress(run_dir)
         try:
             record.lock(run_dir)
         except record.RunLocked as err:
