@@ -1,4 +1,4 @@
-"""`attnet data synth | check | layout`."""
+"""`attnet data synth | check | reencode | extract-frames | layout`."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import lists, reencode, synthetic
 import torch
 
+from . import frames, lists, reencode, synthetic
 from .datasets import DATASETS, is_frame_folder
 from .decoding import decode_frames, folder_num_frames, frame_count, open_video, read_frames
 from .layouts import LAYOUTS
@@ -105,6 +105,20 @@ def _reencode(args: argparse.Namespace) -> None:
                         "fix or remove them and rerun: finished videos are kept")
 
 
+def _extract_frames(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    done = frames.extract_frames(args.src, args.dst, dataset=args.dataset, short_side=args.short_side,
+                                 quality=args.quality, jobs=args.jobs, overwrite=args.overwrite)
+    print(f"{args.dst}: {len(done['written'])} videos extracted to frame folders (short side <= {args.short_side}, "
+          f"{frames.TEMPLATE} from 0), {len(done['skipped'])} kept from an earlier run, {len(done['failed'])} failed, "
+          f"{len(done['lists'])} list files written, in {time.perf_counter() - start:.0f} s")
+    for line in done["failed"][: args.show]:
+        print(f"  failed: {line}")
+    if done["failed"]:
+        raise DataError(f"{len(done['failed'])} videos could not be extracted (listed above); "
+                        "fix or remove them and rerun: finished videos are kept")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="attnet data", description="Datasets: synthesize, check, re-encode, show layouts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +157,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overwrite", action="store_true", help="re-encode videos already in --dst")
     p.add_argument("--show", type=int, default=20, help="how many failures to list")
     p.set_defaults(run=_reencode)
+    p = sub.add_parser("extract-frames", help="a dataset's videos as JPEG frame folders (the fastest to train from)",
+                       description=frames.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", required=True, help="dataset root to read")
+    p.add_argument("--dst", required=True, help="new dataset root of frame folders")
+    p.add_argument("--dataset", choices=sorted(frames.AUTHORS), default=None,
+                   help="write the authors' layout and split lists (default: the tree of --src, no lists)")
+    p.add_argument("--short-side", type=int, default=256, help="shrink frames to this short side at most (pixels)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality, 1-100")
+    p.add_argument("--jobs", type=int, default=None, help="processes at a time (default: every core)")
+    p.add_argument("--overwrite", action="store_true", help="extract videos already in --dst again")
+    p.add_argument("--show", type=int, default=20, help="how many failures to list")
+    p.set_defaults(run=_extract_frames)
     p = sub.add_parser("layout", help="print the expected directory tree and download pages")
     p.add_argument("dataset", choices=sorted(LAYOUTS))
     p.set_defaults(run=lambda a: print(LAYOUTS[a.dataset]))
