@@ -94,7 +94,8 @@ def _check(args: argparse.Namespace) -> None:
 
 def _reencode(args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    done = reencode.reencode(args.src, args.dst, gop=args.gop, crf=args.crf, overwrite=args.overwrite)
+    done = reencode.reencode(args.src, args.dst, gop=args.gop, crf=args.crf, overwrite=args.overwrite, jobs=args.jobs,
+                             progress=True)
     print(f"{args.dst}: {len(done['written'])} videos re-encoded (keyframe every {args.gop} frames), "
           f"{len(done['skipped'])} kept from an earlier run, {len(done['copied'])} other files copied, "
           f"{len(done['failed'])} failed, in {time.perf_counter() - start:.0f} s")
@@ -108,7 +109,7 @@ def _reencode(args: argparse.Namespace) -> None:
 def _extract_frames(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     done = frames.extract_frames(args.src, args.dst, dataset=args.dataset, short_side=args.short_side,
-                                 quality=args.quality, jobs=args.jobs, overwrite=args.overwrite)
+                                 quality=args.quality, jobs=args.jobs, overwrite=args.overwrite, progress=True)
     print(f"{args.dst}: {len(done['written'])} videos extracted to frame folders (short side <= {args.short_side}, "
           f"{frames.TEMPLATE} from 0), {len(done['skipped'])} kept from an earlier run, {len(done['failed'])} failed, "
           f"{len(done['lists'])} list files written, in {time.perf_counter() - start:.0f} s")
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gop", type=int, default=4, help="frames between keyframes")
     p.add_argument("--crf", type=int, default=18, help="x264 quality (lower is better, 18 is visually lossless)")
     p.add_argument("--overwrite", action="store_true", help="re-encode videos already in --dst")
+    p.add_argument("--jobs", type=int, default=None, help="processes at a time (default: every core)")
     p.add_argument("--show", type=int, default=20, help="how many failures to list")
     p.set_defaults(run=_reencode)
     p = sub.add_parser("extract-frames", help="a dataset's videos as JPEG frame folders (the fastest to train from)",

@@ -18,13 +18,9 @@ whole: a rerun skips finished videos and redoes an interrupted one.
 """
 from __future__ import annotations
 
-import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
-import torch
 import torchvision.io
 from torchvision.transforms import v2
 
@@ -33,7 +29,7 @@ from attnet.files import write_text
 from . import lists
 from .decoding import folder_num_frames, frame_count, open_video
 from .lists import DataError
-from .reencode import VIDEO_SUFFIXES
+from .reencode import VIDEO_SUFFIXES, check_roots, run_videos
 
 TEMPLATE = "{}.jpg"     # the authors' frame names, 0-based: what the frames presets read
 CHUNK = 64              # frames decoded, resized and encoded at a time: bounded memory on long videos
@@ -63,18 +59,6 @@ def extract_video(src: Path, dst: Path, short_side: int = 256, quality: int = 90
             torchvision.io.write_file(str(partial / TEMPLATE.format(start + i)), data)
     partial.rename(dst)
     return count
-
-
-def _extract_one(src: Path, dst: Path, short_side: int, quality: int) -> tuple[Path, int | None, str | None]:
-    """(dst, frame count, None) or (dst, None, error): a pool task that never raises a DataError."""
-    try:
-        return dst, extract_video(src, dst, short_side, quality), None
-    except DataError as err:
-        return dst, None, str(err)
-
-
-def _one_thread() -> None:
-    torch.set_num_threads(1)                            # one process per core
 
 
 def _videos(src_root: Path, dst_root: Path, dataset: str | None) -> dict[Path, Path]:
@@ -107,20 +91,16 @@ def _write_lists(src_root: Path, dst_root: Path, dataset: str, counts: dict[Path
 
 
 def extract_frames(src_root: str | Path, dst_root: str | Path, dataset: str | None = None, short_side: int = 256,
-                   quality: int = 90, jobs: int | None = None, overwrite: bool = False,
-                   progress: bool = True) -> dict[str, list]:
+                   quality: int = 90, jobs: int | None = 1, overwrite: bool = False,
+                   progress: bool = False) -> dict[str, list]:
     """Frame folders of every video under src_root (see the module doc), `jobs` processes at a
-    time (default: every core). Returns {"written": [...], "skipped": [...], "failed": ["path: error", ...],
+    time (None: every core). Returns {"written": [...], "skipped": [...], "failed": ["path: error", ...],
     "lists": [...]}; a failed video is reported and the others go on."""
-    src_root, dst_root = Path(src_root), Path(dst_root)
-    if not src_root.is_dir():
-        raise DataError(f"{src_root}: source dataset root not found")
     if dataset is not None and dataset not in AUTHORS:
         raise ValueError(f"dataset must be one of {', '.join(AUTHORS)} (or None: the tree as it is), got {dataset!r}")
     if short_side < 1 or not 1 <= quality <= 100:
         raise ValueError(f"short_side must be >= 1 and quality in 1..100, got {short_side} and {quality}")
-    if dst_root.resolve() == src_root.resolve() or src_root.resolve() in dst_root.resolve().parents:
-        raise DataError(f"{dst_root}: the destination must lie outside the source root {src_root}")
+    src_root, dst_root = check_roots(src_root, dst_root)
     done: dict[str, list] = {"written": [], "skipped": [], "failed": [], "lists": []}
     counts: dict[Path, int] = {}
     todo = []
@@ -132,27 +112,12 @@ def extract_frames(src_root: str | Path, dst_root: str | Path, dataset: str | No
             done["skipped"].append(out)
         else:
             todo.append((video, out))
-    from tqdm import tqdm
-    bar = tqdm(total=len(todo), desc="extract-frames", unit="video", disable=not progress)
-    jobs = jobs or os.cpu_count() or 1
-    if jobs == 1:
-        results = (_extract_one(video, out, short_side, quality) for video, out in todo)
-    else:
-        pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_one_thread)
-        results = (f.result() for f in as_completed([pool.submit(_extract_one, video, out, short_side, quality)
-                                                     for video, out in todo]))
-    try:
-        for out, count, error in results:
-            if error is None:
-                counts[out] = count
-                done["written"].append(out)
-            else:
-                done["failed"].append(error)
-            bar.update()
-    finally:
-        bar.close()
-        if jobs != 1:
-            pool.shutdown(cancel_futures=True)
+    for out, count, error in run_videos(extract_video, todo, (short_side, quality), jobs, "extract-frames", progress):
+        if error is None:
+            counts[out] = count
+            done["written"].append(out)
+        else:
+            done["failed"].append(error)
     done["written"].sort()
     if dataset is not None:
         done["lists"] = _write_lists(src_root, dst_root, dataset, counts)
