@@ -92,6 +92,15 @@ def _check(args: argparse.Namespace) -> None:
     print("ok")
 
 
+def _failures(failed: list[str], show: int, done_to_them: str) -> None:
+    """List the first `show` failures of a conversion; any makes the exit status 1."""
+    for line in failed[:show]:
+        print(f"  failed: {line}")
+    if failed:
+        raise DataError(f"{len(failed)} videos could not be {done_to_them} (listed above); "
+                        "fix or remove them and rerun: finished videos are kept")
+
+
 def _reencode(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     done = reencode.reencode(args.src, args.dst, gop=args.gop, crf=args.crf, overwrite=args.overwrite, jobs=args.jobs,
@@ -99,11 +108,7 @@ def _reencode(args: argparse.Namespace) -> None:
     print(f"{args.dst}: {len(done['written'])} videos re-encoded (keyframe every {args.gop} frames), "
           f"{len(done['skipped'])} kept from an earlier run, {len(done['copied'])} other files copied, "
           f"{len(done['failed'])} failed, in {time.perf_counter() - start:.0f} s")
-    for line in done["failed"][: args.show]:
-        print(f"  failed: {line}")
-    if done["failed"]:
-        raise DataError(f"{len(done['failed'])} videos could not be re-encoded (listed above); "
-                        "fix or remove them and rerun: finished videos are kept")
+    _failures(done["failed"], args.show, "re-encoded")
 
 
 def _extract_frames(args: argparse.Namespace) -> None:
@@ -113,11 +118,7 @@ def _extract_frames(args: argparse.Namespace) -> None:
     print(f"{args.dst}: {len(done['written'])} videos extracted to frame folders (short side <= {args.short_side}, "
           f"{frames.TEMPLATE} from 0), {len(done['skipped'])} kept from an earlier run, {len(done['failed'])} failed, "
           f"{len(done['lists'])} list files written, in {time.perf_counter() - start:.0f} s")
-    for line in done["failed"][: args.show]:
-        print(f"  failed: {line}")
-    if done["failed"]:
-        raise DataError(f"{len(done['failed'])} videos could not be extracted (listed above); "
-                        "fix or remove them and rerun: finished videos are kept")
+    _failures(done["failed"], args.show, "extracted")
 
 
 def main(argv: list[str] | None = None) -> None:
