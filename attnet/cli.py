@@ -44,7 +44,7 @@ def _export(args: argparse.Namespace) -> None:
     print(f"{export(args.run, args.to)}: model.safetensors, config.json and README.md of {args.run}")
 
 
-DELEGATED = {"data": ("attnet.data.cli", "datasets: synth, check, layout, reencode"),
+DELEGATED = {"data": ("attnet.data.cli", "datasets: synth, check, layout, reencode, extract-frames"),
              "bench": ("attnet.bench", "benchmarks: model, data, gpu, run"),
              "reproduce": ("attnet.reproduce", "run the notebooks 00-06 with papermill"),
              "replicate": ("attnet.replicate", "compare two results folders call by call")}

@@ -48,15 +48,15 @@ class DataConfig:
     batch_size: int = 30
     eval_batch_size: int | None = None  # default: batch_size // num_clips, at least 1
     workers: int = 4
-    train_list: str | None = None       # "list" datasets: list files (default <root>/<subset>.txt)
+    train_list: str | None = None       # "list" datasets: list files (default <root>/<subset>.txt; "{root}", "{split}" filled in)
     val_list: str | None = None
     test_list: str | None = None
     frame_template: str = "img_{:05d}.jpg"
     frame_start: int = 1
     on_bad_video: str = "error"         # error | skip
     cache: bool = False                 # decode each video once into <root>/.decoded/ (.npy, memory-mapped after)
-    val_fraction: float = 0.1           # UCF101 / HMDB51: validation held out of the training list (0: none, test the last epoch)
-    select_on_test: bool = False        # UCF101 / HMDB51: the authors' protocol, best epoch chosen on the test list
+    val_fraction: float = 0.1           # no validation list (UCF101, HMDB51, a list without one): held out of the training list (0: none, test the last epoch)
+    select_on_test: bool = False        # no validation list: the authors' protocol, best epoch chosen on the test list
     synthetic: dict = field(default_factory=dict)   # generator arguments (attnet.data.synthetic.generate)
 
 
@@ -295,7 +295,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+        raise ConfigError(f"override {text!r}: the value is not valid YAML; quote it for YAML inside the shell's "
+                          f"quotes: \"{key.strip()}='{raw}'\"") from None
     return key.strip(), value
 
 

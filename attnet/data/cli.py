@@ -1,4 +1,4 @@
-"""`attnet data synth | check | layout`."""
+"""`attnet data synth | check | reencode | extract-frames | layout`."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import lists, reencode, synthetic
 import torch
 
+from . import frames, lists, reencode, synthetic
 from .datasets import DATASETS, is_frame_folder
 from .decoding import decode_frames, folder_num_frames, frame_count, open_video, read_frames
 from .layouts import LAYOUTS
@@ -92,17 +92,33 @@ def _check(args: argparse.Namespace) -> None:
     print("ok")
 
 
+def _failures(failed: list[str], show: int, done_to_them: str) -> None:
+    """List the first `show` failures of a conversion; any makes the exit status 1."""
+    for line in failed[:show]:
+        print(f"  failed: {line}")
+    if failed:
+        raise DataError(f"{len(failed)} videos could not be {done_to_them} (listed above); "
+                        "fix or remove them and rerun: finished videos are kept")
+
+
 def _reencode(args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    done = reencode.reencode(args.src, args.dst, gop=args.gop, crf=args.crf, overwrite=args.overwrite)
+    done = reencode.reencode(args.src, args.dst, gop=args.gop, crf=args.crf, overwrite=args.overwrite, jobs=args.jobs,
+                             progress=True)
     print(f"{args.dst}: {len(done['written'])} videos re-encoded (keyframe every {args.gop} frames), "
           f"{len(done['skipped'])} kept from an earlier run, {len(done['copied'])} other files copied, "
           f"{len(done['failed'])} failed, in {time.perf_counter() - start:.0f} s")
-    for line in done["failed"][: args.show]:
-        print(f"  failed: {line}")
-    if done["failed"]:
-        raise DataError(f"{len(done['failed'])} videos could not be re-encoded (listed above); "
-                        "fix or remove them and rerun: finished videos are kept")
+    _failures(done["failed"], args.show, "re-encoded")
+
+
+def _extract_frames(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    done = frames.extract_frames(args.src, args.dst, dataset=args.dataset, short_side=args.short_side,
+                                 quality=args.quality, jobs=args.jobs, overwrite=args.overwrite, progress=True)
+    print(f"{args.dst}: {len(done['written'])} videos extracted to frame folders (short side <= {args.short_side}, "
+          f"{frames.TEMPLATE} from 0), {len(done['skipped'])} kept from an earlier run, {len(done['failed'])} failed, "
+          f"{len(done['lists'])} list files written, in {time.perf_counter() - start:.0f} s")
+    _failures(done["failed"], args.show, "extracted")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,8 +157,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gop", type=int, default=4, help="frames between keyframes")
     p.add_argument("--crf", type=int, default=18, help="x264 quality (lower is better, 18 is visually lossless)")
     p.add_argument("--overwrite", action="store_true", help="re-encode videos already in --dst")
+    p.add_argument("--jobs", type=int, default=None, help="processes at a time (default: every core)")
     p.add_argument("--show", type=int, default=20, help="how many failures to list")
     p.set_defaults(run=_reencode)
+    p = sub.add_parser("extract-frames", help="a dataset's videos as JPEG frame folders (the fastest to train from)",
+                       description=frames.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", required=True, help="dataset root to read")
+    p.add_argument("--dst", required=True, help="new dataset root of frame folders")
+    p.add_argument("--dataset", choices=sorted(frames.AUTHORS), default=None,
+                   help="write the authors' layout and split lists (default: the tree of --src, no lists)")
+    p.add_argument("--short-side", type=int, default=256, help="shrink frames to this short side at most (pixels)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality, 1-100")
+    p.add_argument("--jobs", type=int, default=None, help="processes at a time (default: every core)")
+    p.add_argument("--overwrite", action="store_true", help="extract videos already in --dst again")
+    p.add_argument("--show", type=int, default=20, help="how many failures to list")
+    p.set_defaults(run=_extract_frames)
     p = sub.add_parser("layout", help="print the expected directory tree and download pages")
     p.add_argument("dataset", choices=sorted(LAYOUTS))
     p.set_defaults(run=lambda a: print(LAYOUTS[a.dataset]))

@@ -174,30 +174,31 @@ class ClipDataset(Dataset):
         raise DataError("every video of the dataset failed to decode; see the warnings above")
 
 
-def has_validation(name: str, val_fraction: float, select_on_test: bool) -> bool:
-    """False only for UCF101 / HMDB51 with val_fraction=0 (then the last epoch is tested)."""
-    return name not in ("ucf101", "hmdb51") or select_on_test or val_fraction > 0
+def validation(name: str, root: str | Path, val_fraction: float = 0.1, select_on_test: bool = False,
+               val_list: str | Path | None = None) -> str:
+    """Where a dataset's "val" subset comes from: "list" (its own validation list), "test"
+    (select_on_test, the authors' protocol: the best epoch is chosen on the test list), "held
+    out" (val_fraction of the training list, whole groups: `lists.hold_out`) or "none" (the
+    last epoch is tested). UCF101 and HMDB51 ship no validation list, nor does a `list` dataset
+    without val_list or <root>/val.txt; Kinetics, the synthetic data and datasets registered
+    elsewhere have their own."""
+    if name in ("ucf101", "hmdb51") or (name == "list" and val_list is None and not (Path(root) / "val.txt").is_file()):
+        return "test" if select_on_test else "held out" if val_fraction > 0 else "none"
+    return "list"
+
+
+# what a held-out validation keeps together; a `list` goes by its clips' names (lists.clip_group)
+HOLD_OUT_GROUPS = {"ucf101": lists.ucf101_group, "hmdb51": lists.hmdb51_source}
 
 
 def _official(name: str):
-    """UCF101 / HMDB51: their split lists; "val" held out of the training list by group."""
-    read, group = (lists.ucf101, lists.ucf101_group) if name == "ucf101" else (lists.hmdb51, lists.hmdb51_source)
+    """UCF101 / HMDB51: their split lists (train and test; "val" is held out by build_dataset)."""
+    read = lists.ucf101 if name == "ucf101" else lists.hmdb51
 
-    def records(root: Path, subset: str, split: int = 1, val_fraction: float = 0.1, select_on_test: bool = False,
-                **_) -> tuple[list[VideoRecord], list[str], list[str]]:
+    def records(root: Path, subset: str, split: int = 1, **_) -> tuple[list[VideoRecord], list[str], list[str]]:
         if split not in (1, 2, 3):
             raise ValueError(f"{name} has splits 1, 2 and 3, got {split}")
-        if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if subset == "val" and not has_validation(name, val_fraction, select_on_test):
-            raise DataError(f"{name}: no validation set with data.val_fraction=0; set it above 0, "
-                            "or data.select_on_test=true for the authors' protocol")
-        on_test = subset == "test" or (subset == "val" and select_on_test)
-        found, classes = read(root, split, "test" if on_test else "train")
-        if not on_test and not select_on_test and val_fraction:
-            train, val = lists.hold_out(found, group, val_fraction)
-            found = val if subset == "val" else train
-        return found, classes, []
+        return (*read(root, split, subset), [])
     return records
 
 
@@ -218,8 +219,8 @@ def _list_file(root: Path, subset: str, list_file: str | Path | None = None, **_
     return found, classes, []
 
 
-# name -> reader(root, subset, *, split, list_file, kinetics_csv, val_fraction, select_on_test)
-#         -> (records, classes, missing clips)
+# name -> reader(root, subset, *, split, list_file, kinetics_csv) -> (records, classes, missing clips);
+# "val" is asked of a reader only where `validation` says the dataset has its own list
 DATASETS = Registry("dataset")
 for _name in ("ucf101", "hmdb51"):
     DATASETS.register(_name, _official(_name))
@@ -235,14 +236,18 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
                   frame_template: str = "img_{:05d}.jpg", frame_start: int = 1, three_crop: bool = False,
                   on_bad_video: str = "error", normalize: bool = True, hflip: bool = True,
                   cache: bool = False, boxes: bool = False, val_fraction: float = 0.1,
-                  select_on_test: bool = False) -> ClipDataset:
+                  select_on_test: bool = False, train_list: str | Path | None = None,
+                  val_list: str | Path | None = None, test_list: str | Path | None = None) -> ClipDataset:
     """A dataset by name, read from its official layout under `root` (see `attnet data layout`).
 
-    UCF101 and HMDB51 ship no validation list: "val" is `val_fraction` of the training list,
-    held out by group (UCF101 `gXX`, HMDB51 source video; see `lists.hold_out`) and left out of
-    "train", so model selection never sees the test list. val_fraction=0: no "val" (a
-    DataError). select_on_test=True is the authors' protocol: "val" is the test list and
-    "train" the whole training list.
+    `list` datasets read <root>/<subset>.txt, or train_list / val_list / test_list (list_file:
+    the asked subset's); "{root}" and "{split}" in those paths are filled in.
+    Where the dataset ships no validation list (UCF101, HMDB51, a `list` without val_list or
+    <root>/val.txt), "val" is `val_fraction` of the training list, held out by group (UCF101
+    `gXX`, HMDB51 source video, otherwise by clip; see `lists.hold_out`) and left out of "train",
+    so model selection never sees the test list. val_fraction=0: no "val" (a DataError).
+    select_on_test=True is the authors' protocol: "val" is the test list and "train" the whole
+    training list. (`validation` says which applies.)
     hflip=False turns off the training flip (the synthetic classes include left vs right).
     cache=True decodes each video once into root/.decoded/ (all frames, uint8, resized), read memory-mapped after.
     boxes=True adds each frame's ground-truth actor box to the items (root/boxes/, as the synthetic dataset has).
@@ -250,12 +255,27 @@ def build_dataset(name: str, root: str | Path, split: int = 1, subset: str = "tr
     read = DATASETS.get(name)
     if subset not in SUBSETS:
         raise ValueError(f"unknown subset {subset!r}: choose from {', '.join(SUBSETS)}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(root)
     if not root.is_dir():
         hint = "`attnet data synth`" if name == "synthetic" else f"`attnet data layout {name}`"
         raise DataError(f"{root}: dataset root not found; see {hint}")
-    records, classes, missing = read(root, subset, split=split, list_file=list_file, kinetics_csv=kinetics_csv,
-                                     val_fraction=val_fraction, select_on_test=select_on_test)
+    given = {"train": train_list, "val": val_list, "test": test_list} | ({subset: list_file} if list_file else {})
+    given = {k: lists.list_path(v, root, split) for k, v in given.items()}
+    source = validation(name, root, val_fraction, select_on_test, given["val"])
+    if subset == "val" and source == "none":
+        raise DataError(f"{name} at {root}: no validation list and data.val_fraction=0; set data.val_fraction=0.1 "
+                        "to hold one out of the training list" + (", data.val_list=<file>" if name == "list" else "")
+                        + ", or data.select_on_test=true for the authors' protocol")
+    if subset == "val" and source == "list" and given["val"] is not None and not given["val"].is_file():
+        raise DataError(f"{given['val']}: validation list not found; fix data.val_list, or unset it to hold out "
+                        "data.val_fraction of the training list")
+    read_as = {"test": "test", "held out": "train"}.get(source, subset) if subset == "val" else subset
+    records, classes, missing = read(root, read_as, split=split, list_file=given[read_as], kinetics_csv=kinetics_csv)
+    if source == "held out" and subset != "test":
+        train, val = lists.hold_out(records, HOLD_OUT_GROUPS.get(name, lists.clip_group), val_fraction)
+        records = val if subset == "val" else train
     if not records:
         raise DataError(f"{root}: no videos for {name} split {split} subset {subset!r}; see `attnet data check`")
     dataset = ClipDataset(records, classes, subset == "train", segments, num_clips, size, resize,

@@ -97,23 +97,38 @@ def folder_num_frames(folder: Path, template: str) -> int:
     return count
 
 
-def decode_frames(folder: Path, indices: torch.Tensor, template: str, start: int = 1) -> torch.Tensor:
-    """uint8 [len(indices), 3, H, W] from JPEG files; frame k is template.format(k + start)."""
+def decode_frames(folder: Path, indices: torch.Tensor, template: str, start: int = 1,
+                  device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 [len(indices), 3, H, W] from JPEG files; frame k is template.format(k + start).
+    Each distinct frame is read once and all are decoded in one `decode_jpeg` call: batched
+    nvJPEG with device="cuda", libjpeg on the CPU (the same pixels as one file at a time)."""
     if not folder.is_dir():
         raise DataError(f"{folder}: frame folder not found; check the dataset root and the list file")
-    cache: dict[int, torch.Tensor] = {}
-    out = []
-    for k in indices.tolist():
-        if k not in cache:
-            path = folder / template.format(k + start)
+    wanted = indices.tolist()
+    distinct = list(dict.fromkeys(wanted))
+    paths = [folder / template.format(k + start) for k in distinct]
+    data = []
+    for path in paths:
+        try:
+            data.append(torchvision.io.read_file(str(path)))
+        except (RuntimeError, OSError) as err:
+            raise _unreadable(path, err) from None
+    try:
+        frames = torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB, device=device)
+    except RuntimeError:                # name the file: decode one at a time until it fails
+        for path, raw in zip(paths, data):
             try:
-                cache[k] = torchvision.io.decode_jpeg(torchvision.io.read_file(str(path)),
-                                                      mode=torchvision.io.ImageReadMode.RGB)
-            except (RuntimeError, OSError) as err:
-                raise DataError(f"{path}: cannot read frame ({str(err).splitlines()[0]}); "
-                                "check frame_template, frame_start and the frame count in the list") from None
-        out.append(cache[k])
-    return torch.stack(out)
+                torchvision.io.decode_jpeg(raw, mode=torchvision.io.ImageReadMode.RGB, device=device)
+            except RuntimeError as err:
+                raise _unreadable(path, err) from None
+        raise
+    position = {k: i for i, k in enumerate(distinct)}
+    return torch.stack(frames)[[position[k] for k in wanted]]
+
+
+def _unreadable(path: Path, err: Exception) -> DataError:
+    return DataError(f"{path}: cannot read frame ({str(err).splitlines()[0]}); "
+                     "check frame_template, frame_start and the frame count in the list")
 
 
 CACHE_FORMAT = 1     # bump when what a cache file holds changes: every older file is then re-decoded

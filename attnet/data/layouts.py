@@ -39,6 +39,9 @@ LAYOUTS = {
     videos (mmaction2):      "relative/path/clip.mp4 <label>"
     frame folders (authors): "relative/path/folder <num_frames> <label>"   frames named by frame_template
   optional <list dir>/classes.txt: one class name a line, in label order
+  no val.txt (nor data.val_list): data.val_fraction of the training list is held out (UCF101 groups and
+  HMDB51 source videos kept whole, read from the names; other clips one by one per class)
+  the authors' frame folders (HMDB/<class>/<clip>/0.jpg, list/hmdb_split1_train.txt): the hmdb51-frames preset
   use: build_dataset("list", root, list_file="<root>/train.txt", subset="train")""",
     "synthetic": """The embedded synthetic action dataset (8 motion classes, generated here, no download)
   attnet data synth --out data/synthetic

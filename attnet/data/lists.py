@@ -199,19 +199,54 @@ def list_file(root: Path, path: Path, classes: list[str] | None = None) -> tuple
     return records, classes
 
 
+def list_path(given: str | Path | None, root: Path, split: int = 1) -> Path | None:
+    """A configured list file with "{root}" and "{split}" filled in, so that a preset names its
+    lists under whatever data.root is (None stays None: the reader's default)."""
+    if given is None:
+        return None
+    return Path(str(given).replace("{root}", str(root)).replace("{split}", str(split)))
+
+
 # --- validation held out of the training list -----------------------------------------------
+UCF101_NAME = re.compile(r"v_.+_(g\d+)_c\d+")
+# <source video>_<action>_<body part>_<camera motion>_<people>_<viewpoint>_<quality>_<clip number>
+HMDB51_NAME = re.compile(r"(.+)_[fhlu]_[cn]m_np\d+_(?:fr|ba|le|ri)_(?:goo|med|bad)_\d+")
+
+
+def clip_name(record: VideoRecord) -> str:
+    """A clip's name: a video's file name without its suffix, a frame folder's whole name
+    (folder names may contain dots)."""
+    return record.path.name if record.num_frames is not None else record.path.stem
+
+
 def ucf101_group(record: VideoRecord) -> str:
     """The `gXX` group of `v_<Class>_gXX_cYY.avi` (clips of one group share actor and scene);
     a name without one is its own group."""
-    match = re.fullmatch(r"v_.+_(g\d+)_c\d+", record.path.stem)
-    return match.group(1) if match else record.path.stem
+    match = UCF101_NAME.fullmatch(clip_name(record))
+    return match.group(1) if match else clip_name(record)
 
 
 def hmdb51_source(record: VideoRecord) -> str:
-    """The source video of an HMDB51 clip: its name without the trailing clip number `_N`."""
-    stem = record.path.stem
-    head, _, number = stem.rpartition("_")
-    return head if head and number.isdigit() else stem
+    """The source video of an HMDB51 clip: its name without the meta tags and clip number
+    (clips of one source may differ in viewpoint or quality tags); a name without tags loses
+    only a trailing `_N`."""
+    name = clip_name(record)
+    match = HMDB51_NAME.fullmatch(name)
+    if match:
+        return match.group(1)
+    head, _, number = name.rpartition("_")
+    return head if head and number.isdigit() else name
+
+
+def clip_group(record: VideoRecord) -> str:
+    """What a clip is held out with when the dataset is not named (a `list`): its UCF101 group
+    or HMDB51 source video when its name is one of theirs, otherwise the clip alone."""
+    name = clip_name(record)
+    if UCF101_NAME.fullmatch(name):
+        return ucf101_group(record)
+    if HMDB51_NAME.fullmatch(name):
+        return hmdb51_source(record)
+    return str(record.path)
 
 
 def hold_out(records: list[VideoRecord], group, fraction: float,

@@ -9,13 +9,18 @@ dataset root with the same tree and file names, so the official split files stil
     attnet data reencode --src /data/UCF101 --dst /data/UCF101-gop4 --gop 4
 
 Other files (split lists, CSVs) are copied. Finished videos are kept: a rerun skips them.
+`--jobs` videos are re-encoded at a time (default: one per core), under a progress bar.
 Audio is dropped. A `.webm` clip becomes `.mp4` (WebM cannot hold H.264); Kinetics finds
 clips by name without the suffix.
 """
 from __future__ import annotations
 
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -47,22 +52,64 @@ def reencode_video(src: Path, dst: Path, gop: int = 4, crf: int = 18) -> int:
     return len(frames)
 
 
-def reencode(src_root: str | Path, dst_root: str | Path, gop: int = 4, crf: int = 18, overwrite: bool = False,
-             log=print) -> dict[str, list]:
-    """Copy the tree of src_root to dst_root, re-encoding every video (see the module doc).
-    Returns {"written": [...], "skipped": [...], "copied": [...], "failed": ["path: error", ...]};
-    a failed video is reported and the others go on."""
+def check_roots(src_root: str | Path, dst_root: str | Path) -> tuple[Path, Path]:
+    """(src_root, dst_root) as paths: the source exists and the copy lies outside it."""
     src_root, dst_root = Path(src_root), Path(dst_root)
     if not src_root.is_dir():
         raise DataError(f"{src_root}: source dataset root not found")
-    if gop < 1:
-        raise ValueError(f"gop must be >= 1, got {gop}")
     if dst_root.resolve() == src_root.resolve() or src_root.resolve() in dst_root.resolve().parents:
         raise DataError(f"{dst_root}: the destination must lie outside the source root {src_root}")
+    return src_root, dst_root
+
+
+def _guarded(work, src: Path, dst: Path, args: tuple) -> tuple[Path, object, str | None]:
+    """(dst, work's result, None) or (dst, None, error): a pool task that never raises a DataError."""
+    try:
+        return dst, work(src, dst, *args), None
+    except DataError as err:
+        return dst, None, str(err)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)                            # one process per core
+
+
+def run_videos(work, tasks: list[tuple[Path, Path]], args: tuple = (), jobs: int | None = None, desc: str = "videos",
+               progress: bool = True) -> Iterator[tuple[Path, object, str | None]]:
+    """(dst, result, error) of work(src, dst, *args) for each (src, dst) task, in the order they
+    finish, `jobs` processes at a time (default: every core; 1: in this process) under a tqdm
+    bar. A DataError is that video's error and the others go on."""
+    from tqdm import tqdm
+    jobs = jobs or os.cpu_count() or 1
+    with tqdm(total=len(tasks), desc=desc, unit="video", disable=not progress) as bar:
+        if jobs == 1:
+            for src, dst in tasks:
+                yield _guarded(work, src, dst, args)
+                bar.update()
+            return
+        # spawn: a forked child would inherit the parent's OpenMP and FFmpeg threads mid-state
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+            futures = [pool.submit(_guarded, work, src, dst, args) for src, dst in tasks]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+                    bar.update()
+            finally:
+                for future in futures:
+                    future.cancel()
+
+
+def reencode(src_root: str | Path, dst_root: str | Path, gop: int = 4, crf: int = 18, overwrite: bool = False,
+             jobs: int | None = 1, progress: bool = False) -> dict[str, list]:
+    """Copy the tree of src_root to dst_root, re-encoding every video (see the module doc),
+    `jobs` processes at a time (None: every core). Returns {"written": [...], "skipped": [...],
+    "copied": [...], "failed": ["path: error", ...]}; a failed video is reported and the others go on."""
+    if gop < 1:
+        raise ValueError(f"gop must be >= 1, got {gop}")
+    src_root, dst_root = check_roots(src_root, dst_root)
     done: dict[str, list] = {"written": [], "skipped": [], "copied": [], "failed": []}
-    files = sorted(p for p in src_root.rglob("*") if p.is_file())
-    videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
-    for path in files:
+    todo = []
+    for path in sorted(p for p in src_root.rglob("*") if p.is_file()):
         out = target(src_root, dst_root, path)
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -71,12 +118,8 @@ def reencode(src_root: str | Path, dst_root: str | Path, gop: int = 4, crf: int 
         elif out.is_file() and not overwrite:
             done["skipped"].append(out)
         else:
-            try:
-                reencode_video(path, out, gop, crf)
-                done["written"].append(out)
-            except DataError as err:
-                done["failed"].append(str(err))
-            finished = len(done["written"]) + len(done["failed"])
-            if finished % 100 == 0:
-                log(f"  {finished + len(done['skipped'])}/{len(videos)} videos")
+            todo.append((path, out))
+    for out, _, error in run_videos(reencode_video, todo, (gop, crf), jobs, "reencode", progress):
+        done["written" if error is None else "failed"].append(out if error is None else error)
+    done["written"].sort()
     return done

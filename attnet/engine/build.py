@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 
 from attnet.config import Config
-from attnet.data import ClipDataset, DataError, build_dataset, synthetic
-from attnet.data.datasets import has_validation
+from attnet.data import ClipDataset, DataError, build_dataset, lists, synthetic
+from attnet.data.datasets import validation
 from attnet.models import GLKANet
 from attnet.optim import OPTIMIZERS, SCHEDULES
 
@@ -26,15 +26,15 @@ def dataset_root(cfg: Config, info: DistInfo) -> Path:
 
 
 def build_datasets(cfg: Config, subsets: tuple[str, ...], root: Path) -> dict[str, ClipDataset]:
-    """The asked subsets; "val" is left out when the dataset has none (`has_validation`)."""
+    """The asked subsets; "val" is left out when the dataset has none (`validation`)."""
     d = cfg.data
-    if not has_validation(d.name, d.val_fraction, d.select_on_test):
+    if validation(d.name, root, d.val_fraction, d.select_on_test, d.val_list) == "none":
         subsets = tuple(s for s in subsets if s != "val")
-    lists = {"train": d.train_list, "val": d.val_list, "test": d.test_list}
     return {
         subset: build_dataset(d.name, root, split=d.split, subset=subset, segments=d.segments,
                               num_clips=1 if subset == "val" else d.num_clips, size=d.size, resize=d.resize,
-                              list_file=lists[subset], frame_template=d.frame_template, frame_start=d.frame_start,
+                              train_list=d.train_list, val_list=d.val_list, test_list=d.test_list,
+                              frame_template=d.frame_template, frame_start=d.frame_start,
                               three_crop=d.three_crop and subset == "test", hflip=d.hflip, cache=d.cache,
                               boxes="oracle" in cfg.model.streams, val_fraction=d.val_fraction,
                               select_on_test=d.select_on_test,
@@ -80,7 +80,7 @@ def list_source(cfg: Config, root: Path, subset: str) -> Path:
     d = cfg.data
     if d.name in ("list", "synthetic"):
         given = {"train": d.train_list, "val": d.val_list, "test": d.test_list}[subset]
-        return Path(given) if given else root / f"{subset}.txt"
+        return lists.list_path(given, root, d.split) or root / f"{subset}.txt"
     return root
 
 

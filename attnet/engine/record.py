@@ -75,6 +75,12 @@ def has_run(run_dir: Path) -> bool:
     return run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
 
 
+def has_progress(run_dir: Path) -> bool:
+    """A checkpoint or final.json: what a new run of the name would lose. A run that failed
+    before its first checkpoint (config.yaml, error.txt) holds nothing to keep."""
+    return (run_dir / "final.json").is_file() or any((run_dir / "checkpoints").glob("*.pt"))
+
+
 def write_error(run_dir: Path, text: str) -> None:
     """error.txt for the registry ("failed"), only by the process that owns the run."""
     if holds(run_dir):

@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from attnet.config import Config
 from attnet.data import build_loader
-from attnet.data.datasets import has_validation
+from attnet.data.datasets import validation
 from attnet.files import git_commit, save_atomic, write_csv
 from attnet.losses import GLKALoss
 from attnet.machine import cpu_facts, cpu_label
@@ -54,12 +54,11 @@ def _summary(cfg: Config) -> dict:
 
 
 def _selection(cfg: Config) -> str:
-    """How the tested checkpoint was chosen: "val", "test" (the authors' protocol on UCF101 /
-    HMDB51: the reported number was selected on the test set) or "last epoch" (no val set)."""
+    """How the tested checkpoint was chosen: "val", "test" (the authors' protocol where no validation
+    list ships: the reported number was selected on the test set) or "last epoch" (no val set)."""
     d = cfg.data
-    if d.name in ("ucf101", "hmdb51") and d.select_on_test:
-        return "test"
-    return "val" if has_validation(d.name, d.val_fraction, d.select_on_test) else "last epoch"
+    source = validation(d.name, Path(d.root), d.val_fraction, d.select_on_test, d.val_list)
+    return {"test": "test", "none": "last epoch"}.get(source, "val")
 
 
 def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
@@ -68,7 +67,7 @@ def _prepare_run_dir(cfg: Config, info: DistInfo) -> tuple[Path, bool]:
     run_dir = Path(cfg.run.out_dir) / cfg.run_name
     locked = None
     if info.is_main:
-        existed = record.has_run(run_dir)
+        existed = record.has_progress(run_dir)
         try:
             record.lock(run_dir)
         except record.RunLocked as err:

@@ -79,3 +79,32 @@ def hmdb_root(tmp_path):
     write_text(split / "brush_hair_test_split1.txt", ["a.avi 1", "b.avi 2", "c.avi 0"])
     write_text(split / "cartwheel_test_split1.txt", ["d.avi 2", "e.avi 1", "f.avi 1"])
     return root
+
+
+HMDB_CLIPS = {   # the authors' list names, by class: clips of one source differ in their tags
+    "brush_hair": ["April_09_brush_hair_u_nm_np1_ba_goo_0", "April_09_brush_hair_u_nm_np1_fr_goo_1",
+                   "Brushing_my_long_hair_brush_hair_u_nm_np1_ba_goo_2", "Brushing_my_long_hair_brush_hair_u_nm_np1_fr_goo_0",
+                   "Haarek_mmen_brush_hair_h_cm_np1_fr_goo_0", "red_head_brush_hair_u_cm_np1_fr_goo_1",
+                   "Ella_brushing_her_amazing_long_hair_brush_hair_u_cm_np1_ba_goo_0"],
+    "cartwheel": ["Aerial_Cartwheel_Tutorial_By_Jujimufu_cartwheel_f_nm_np1_ri_med_0",
+                  "Parada_de_mao_cartwheel_f_cm_np1_ba_med_1", "Parada_de_mao_cartwheel_f_cm_np1_fr_med_2",
+                  "turnles!!_cartwheel_f_cm_np1_ri_med_0", "turnles!!_cartwheel_f_cm_np1_ri_med_1",
+                  "how_to_do_a_cartwheel_cartwheel_f_cm_np1_ri_med_0"],
+}
+
+
+def authors_hmdb(root: Path, frames: int = 0, size: int = 32) -> Path:
+    """The authors' release layout: <root>/HMDB/<class>/<video>/0.jpg.. (0-based) and
+    <root>/list/hmdb_split1_{train,test}.txt lines "HMDB/<class>/<video> <frames> <label>"; the
+    last clip of each class is a test clip. frames=0 writes the lists only."""
+    train, test = [], []
+    for label, (cls, clips) in enumerate(HMDB_CLIPS.items()):
+        for i, clip in enumerate(clips):
+            count = frames or 10 + i
+            (test if i == len(clips) - 1 else train).append(f"HMDB/{cls}/{clip} {count} {label}")
+            if frames:
+                video = index_video(frames, size, size)
+                write_jpegs(root / "HMDB" / cls / clip, video if label == 0 else 255 - video, "{}.jpg", 0)
+    write_text(root / "list" / "hmdb_split1_train.txt", train, crlf=False)
+    write_text(root / "list" / "hmdb_split1_test.txt", test, crlf=False)
+    return root

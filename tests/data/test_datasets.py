@@ -45,6 +45,42 @@ def test_frame_folders_decode_with_either_template(tmp_path):
     assert [decoded_index(f) for f in got] == [2, 9]
 
 
+def one_at_a_time(folder, indices, template, start):
+    """The per-file JPEG decode that decode_frames batches: the oracle its pixels must equal."""
+    import torchvision.io
+    return torch.stack([torchvision.io.decode_jpeg(torchvision.io.read_file(str(folder / template.format(k + start))),
+                                                   mode=torchvision.io.ImageReadMode.RGB) for k in indices.tolist()])
+
+
+def test_batched_jpeg_decode_gives_the_per_file_pixels(tmp_path):
+    """Lossy noise JPEGs (any decoder difference would show) and the synthetic generator's own
+    frame folders: the batched call returns the per-file pixels bit for bit, repeats included."""
+    from attnet.data import synthetic
+    import torchvision.io
+    noise = torch.randint(0, 256, (10, 3, 24, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    for i, frame in enumerate(noise):
+        torchvision.io.write_file(str(folder / f"{i}.jpg"), torchvision.io.encode_jpeg(frame, quality=70))
+    indices = torch.tensor([3, 3, 0, 9, 4, 3])
+    got = decode_frames(folder, indices, "{}.jpg", start=0, device="cpu")
+    assert got.dtype == torch.uint8 and got.shape == (6, 3, 24, 40)
+    assert torch.equal(got, one_at_a_time(folder, indices, "{}.jpg", 0))
+    assert not torch.equal(got[2], noise[0])                        # lossy: the oracle is not trivially the input
+    root = synthetic.generate(tmp_path / "synthetic", num_classes=2, videos_per_class={"train": 1, "val": 0, "test": 0},
+                              frames=6, size=32, frame_folders=True)
+    clip = next((root / "frames").rglob("img_00001.jpg")).parent
+    everything = torch.arange(6)
+    assert torch.equal(decode_frames(clip, everything, "img_{:05d}.jpg"), one_at_a_time(clip, everything, "img_{:05d}.jpg", 1))
+
+
+def test_a_corrupt_jpeg_in_a_batch_is_named(tmp_path):
+    write_jpegs(tmp_path / "clip", index_video(4))
+    (tmp_path / "clip" / "img_00003.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(DataError, match=r"clip/img_00003.jpg: cannot read frame"):
+        decode_frames(tmp_path / "clip", torch.tensor([0, 1, 2, 3]), "img_{:05d}.jpg")
+
+
 def test_test_items_use_the_deterministic_segment_centres(video_root):
     ds = build_dataset("list", video_root, subset="test", segments=3, size=32, resize=48,
                        list_file=video_root / "test.txt", normalize=False)

@@ -4,8 +4,9 @@ import pytest
 
 from attnet.data import DataError, build_dataset
 from attnet.data import lists
+from attnet.data.datasets import validation
 
-from .conftest import write_text
+from .conftest import HMDB_CLIPS, authors_hmdb, write_text
 
 
 def test_ucf101_labels_are_zero_based_and_tolerate_crlf_bom(ucf_root):
@@ -162,10 +163,17 @@ def test_group_keys_by_hand():
     assert lists.ucf101_group(record("v_ApplyEyeMakeup_g08_c01.avi")) == "g08"
     assert lists.ucf101_group(record("v_YoYo_g25_c04.avi")) == "g25"
     assert lists.ucf101_group(record("odd_name.avi")) == "odd_name"
-    assert lists.hmdb51_source(record("April_09_brush_hair_u_nm_np1_ba_goo_0.avi")) == \
-        "April_09_brush_hair_u_nm_np1_ba_goo"
+    # one source video, clips tagged with other viewpoints: one group
+    assert lists.hmdb51_source(record("April_09_brush_hair_u_nm_np1_ba_goo_0.avi")) == "April_09_brush_hair"
+    assert lists.hmdb51_source(record("April_09_brush_hair_u_nm_np1_fr_goo_1.avi")) == "April_09_brush_hair"
     assert lists.hmdb51_source(record("20060723sfjffangelina_cartwheel_f_cm_np1_ri_med_12.avi")) == \
-        "20060723sfjffangelina_cartwheel_f_cm_np1_ri_med"
+        "20060723sfjffangelina_cartwheel"
+    assert lists.hmdb51_source(record("clip_3.avi")) == "clip"                  # untagged: the trailing _N goes
+    folder = lists.VideoRecord(Path("HMDB/x") / "Mr._Bean_wave_u_nm_np1_fr_goo_0", 0, 40)   # a frame folder
+    assert lists.hmdb51_source(folder) == "Mr._Bean_wave"
+    assert lists.clip_group(folder) == "Mr._Bean_wave"
+    assert lists.clip_group(record("v_YoYo_g25_c04.avi")) == "g25"
+    assert lists.clip_group(record("walk_3.mp4")) == str(Path("x") / "walk_3.mp4")   # other names: the clip alone
 
 
 @pytest.mark.parametrize("name, make, group", [("ucf101", ucf_official, lists.ucf101_group),
@@ -206,9 +214,69 @@ def test_val_fraction_zero_and_authors_protocol(tmp_path):
     root = hmdb_official(tmp_path / "hmdb")
     listed, _ = lists.hmdb51(root, 1, "train")
     assert names(build_dataset("hmdb51", root, subset="train", val_fraction=0)) == [r.path.name for r in listed]
-    with pytest.raises(DataError, match=r"hmdb51: no validation set with data.val_fraction=0"):
+    with pytest.raises(DataError, match=r"hmdb51 at .*: no validation list and data.val_fraction=0; set "
+                                        r"data.val_fraction=0.1 to hold one out of the training list, or "
+                                        r"data.select_on_test=true"):
         build_dataset("hmdb51", root, subset="val", val_fraction=0)
     # select_on_test: the whole training list trains, "val" is the test list
     test = build_dataset("hmdb51", root, subset="test")
     assert names(build_dataset("hmdb51", root, subset="val", select_on_test=True)) == names(test)
     assert names(build_dataset("hmdb51", root, subset="train", select_on_test=True)) == [r.path.name for r in listed]
+
+
+# --- the same for `list` datasets: by name, HMDB51 source, UCF101 group or the clip alone ------
+AUTHORS_LISTS = dict(train_list="{root}/list/hmdb_split{split}_train.txt", test_list="{root}/list/hmdb_split{split}_test.txt")
+
+
+def test_a_list_of_hmdb51_clips_holds_out_whole_source_videos(tmp_path):
+    root = authors_hmdb(tmp_path / "Datasets")
+    assert validation("list", root) == "held out"
+    val = build_dataset("list", root, subset="val", val_fraction=0.4, **AUTHORS_LISTS)
+    train = build_dataset("list", root, subset="train", val_fraction=0.4, **AUTHORS_LISTS)
+    # both clips of the April_09 source go, though their viewpoint tags differ (ba, fr)
+    assert names(val) == ["April_09_brush_hair_u_nm_np1_ba_goo_0", "April_09_brush_hair_u_nm_np1_fr_goo_1",
+                          "Haarek_mmen_brush_hair_h_cm_np1_fr_goo_0",
+                          "Aerial_Cartwheel_Tutorial_By_Jujimufu_cartwheel_f_nm_np1_ri_med_0"]
+    assert [r.num_frames for r in val.records] == [10, 11, 14, 10]           # the list's frame counts
+    assert val.records[0].path == root / "HMDB" / "brush_hair" / "April_09_brush_hair_u_nm_np1_ba_goo_0"
+    assert sorted(names(train) + names(val)) == sorted(c for cs in HMDB_CLIPS.values() for c in cs[:-1])
+
+
+def test_a_list_of_ucf101_clips_holds_out_whole_groups(tmp_path):
+    lines = [f"UCF101/{c}/v_{c}_g{g:02d}_c{k:02d} 20 {label}" for label, c in enumerate(["Archery", "YoYo"])
+             for g in (8, 9, 10, 11) for k in range(1, 2 + g % 3)]
+    write_text(tmp_path / "train.txt", lines)
+    val = build_dataset("list", tmp_path, subset="val", val_fraction=0.25)
+    assert names(val) == ["v_Archery_g10_c01", "v_Archery_g10_c02", "v_YoYo_g08_c01", "v_YoYo_g08_c02", "v_YoYo_g08_c03"]
+    assert len(build_dataset("list", tmp_path, subset="train", val_fraction=0.25).records) == 18 - 5
+
+
+def test_other_names_are_held_out_clip_by_clip_per_class_with_a_fixed_seed(tmp_path):
+    write_text(tmp_path / "train.txt", [f"videos/{c}/clip{i}.mp4 {label}" for label, c in enumerate(["walk", "run"])
+                                        for i in range(8)])
+    val = build_dataset("list", tmp_path, subset="val", val_fraction=0.25)
+    assert [str(r.path.relative_to(tmp_path)) for r in val.records] == \
+        ["videos/walk/clip1.mp4", "videos/walk/clip4.mp4", "videos/run/clip0.mp4", "videos/run/clip1.mp4"]
+    train = build_dataset("list", tmp_path, subset="train", val_fraction=0.25)
+    assert len(train.records) == 12 and not {r.path for r in train.records} & {r.path for r in val.records}
+
+
+def test_a_list_with_its_own_validation_list_or_none_or_the_test_list(tmp_path):
+    write_text(tmp_path / "train.txt", [f"v/{i}.mp4 {i % 2}" for i in range(8)])
+    write_text(tmp_path / "test.txt", ["v/t0.mp4 0", "v/t1.mp4 1"])
+    assert validation("list", tmp_path, val_fraction=0) == "none"
+    with pytest.raises(DataError, match=r"no validation list and data.val_fraction=0; set data.val_fraction=0.1 to "
+                                        r"hold one out of the training list, data.val_list=<file>, or "):
+        build_dataset("list", tmp_path, subset="val", val_fraction=0)
+    assert len(build_dataset("list", tmp_path, subset="train", val_fraction=0).records) == 8
+    # the authors' protocol: "val" is the test list, "train" the whole training list
+    assert validation("list", tmp_path, select_on_test=True) == "test"
+    assert names(build_dataset("list", tmp_path, subset="val", select_on_test=True)) == ["t0.mp4", "t1.mp4"]
+    assert len(build_dataset("list", tmp_path, subset="train", select_on_test=True).records) == 8
+    with pytest.raises(DataError, match=r"elsewhere.txt: validation list not found; fix data.val_list, or unset it"):
+        build_dataset("list", tmp_path, subset="val", val_list=tmp_path / "elsewhere.txt")
+    write_text(tmp_path / "val.txt", ["v/x.mp4 1"])                      # its own list: nothing held out
+    assert validation("list", tmp_path, select_on_test=True) == "list"
+    assert names(build_dataset("list", tmp_path, subset="val")) == ["x.mp4"]
+    assert len(build_dataset("list", tmp_path, subset="train").records) == 8
+    assert validation("synthetic", tmp_path / "none") == validation("kinetics600", tmp_path) == "list"

@@ -39,7 +39,7 @@ def test_videos_get_the_keyframe_interval_and_keep_their_frames(src, tmp_path):
 def test_rerun_keeps_finished_videos_and_failures_are_listed(src, tmp_path, capsys):
     (src / "videos" / "bad.mp4").write_bytes(b"not a video")
     with pytest.raises(SystemExit):
-        cli.main(["reencode", "--src", str(src), "--dst", str(tmp_path / "dst"), "--gop", "2"])
+        cli.main(["reencode", "--src", str(src), "--dst", str(tmp_path / "dst"), "--gop", "2", "--jobs", "1"])
     out = capsys.readouterr()
     assert "2 videos re-encoded (keyframe every 2 frames), 0 kept from an earlier run" in out.out
     assert "failed: " in out.out and "bad.mp4: unreadable or corrupt video" in out.out

@@ -20,6 +20,15 @@ def test_paper_presets_follow_the_authors_recipe():
             "ucf101-transfer"} <= set(presets())
 
 
+def test_the_frames_presets_read_the_authors_layout_with_no_quoted_override():
+    cfg = load_config("hmdb51-frames", ["data.root=/data/Datasets"])
+    assert (cfg.data.name, cfg.data.frame_template, cfg.data.frame_start) == ("list", "{}.jpg", 0)
+    assert cfg.data.train_list == "{root}/list/hmdb_split{split}_train.txt"     # filled in by build_dataset
+    assert (cfg.data.segments, cfg.data.batch_size, cfg.optim.epochs, cfg.data.val_fraction) == (12, 30, 18, 0.1)
+    assert load_config("ucf101-frames").data.test_list == "{root}/list/ucf_split{split}_test.txt"
+    assert load_config("hmdb51-frames", ["data.frame_template='{}.jpg'"]).data.frame_template == "{}.jpg"
+
+
 def test_overrides_are_typed_and_applied():
     cfg = load_config("synthetic", ["model.streams=[sa]", "optim.epochs=5", "optim.lr=1e-2", "run.name=x",
                                     "model.pretrained=null"])
@@ -41,6 +50,8 @@ def test_overrides_are_typed_and_applied():
     ("model.dropout=1.5", r"model.dropout: must be in \[0, 1\)"),
     ("data.segments=2.5", r"data.segments: expected int, got 2.5"),
     ("epochs", r"expected key=value"),
+    ("data.frame_template={}.jpg", r"not valid YAML; quote it for YAML inside the shell's quotes: "
+                                   r"\"data.frame_template='\{\}.jpg'\""),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):

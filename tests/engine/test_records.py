@@ -171,6 +171,23 @@ def test_a_failed_run_resumed_to_the_end_keeps_no_stale_error(smoke_cfg):
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["batch_size"] == 8
 
 
+def test_a_run_that_failed_before_training_does_not_block_its_name(smoke_cfg, tmp_path):
+    from attnet.cli import main
+    from attnet.engine import record
+    common = ["train", "--preset", "synthetic-smoke", f"data.root={smoke_cfg().data.root}",
+              f"run.out_dir={smoke_cfg().run.out_dir}", "run.name=retry", "optim.epochs=1"]
+    with pytest.raises(SystemExit, match="exceeds the"):
+        main([*common, "data.batch_size=1000"])
+    run = Path(smoke_cfg().run.out_dir) / "retry"
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.yaml", "error.txt"]
+    assert record.has_run(run) and not record.has_progress(run)
+    main(common)                                   # the same name again, without --resume or overwrite
+    assert (run / "final.json").is_file() and not (run / "error.txt").exists()
+    assert record.has_progress(run)
+    (run / "final.json").unlink()                  # a checkpoint alone is progress too
+    assert record.has_progress(run) and not record.has_progress(tmp_path / "none")
+
+
 # --- item 5: every checkpoint failure is one line -------------------------------------------
 class _Payload:
     def __init__(self, marker):

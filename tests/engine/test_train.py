@@ -189,3 +189,29 @@ def test_a_finished_run_is_reused_only_for_the_settings_it_was_trained_with(smok
         fit(smoke_cfg("run.name=r", "optim.epochs=2", "run.resume=true"))
     assert (run / "final.json").read_text() == final          # refused, not retrained
     fit(smoke_cfg("run.name=r", "optim.epochs=1", "run.resume=true"))     # the lock was released
+
+
+def test_the_authors_frame_folders_train_through_the_hmdb51_frames_preset(tmp_path):
+    """Their layout as shipped (0-based {}.jpg frames, lists under list/ with frame counts), no
+    validation list: `attnet train --preset hmdb51-frames` needs only data.root (and CPU sizes)."""
+    from attnet.cli import main
+    from attnet.data import build_dataset
+    from attnet.config import load_config
+    from ..data.conftest import HMDB_CLIPS, authors_hmdb, decoded_index
+    root = authors_hmdb(tmp_path / "Datasets", frames=12, size=64)
+    sized = ["data.segments=4", "data.size=64", "data.resize=64", "data.num_clips=1", "data.batch_size=4",
+             "data.workers=0", "data.val_fraction=0.25", "model.backbone=tiny", "model.pretrained=null",
+             "model.hidden_size=16", "model.num_layers=1", "optim.epochs=1", "optim.amp=off", "run.device=cpu",
+             "run.tensorboard=false", f"run.out_dir={tmp_path / 'runs'}", "run.name=frames"]
+    main(["train", "--preset", "hmdb51-frames", f"data.root={root}", *sized])
+    run = tmp_path / "runs" / "frames"
+    final = json.loads((run / "final.json").read_text())
+    assert final["config"]["selection"] == "val" and final["test"]["num_videos"] == 2
+    assert "val_top1" in pd.read_csv(run / "metrics.csv").columns
+    scores = pd.read_csv(run / "scores.csv.gz")
+    assert {p.split("/")[-1] for p in scores["video"]} == {clips[-1] for clips in HMDB_CLIPS.values()}
+    # frame k is k.jpg: the test offsets of 12 frames in 4 segments are the segment centres
+    d = load_config("hmdb51-frames", [f"data.root={root}"]).data
+    test = build_dataset(d.name, root, subset="test", segments=4, size=64, resize=64, normalize=False,
+                         test_list=d.test_list, frame_template=d.frame_template, frame_start=d.frame_start)
+    assert [decoded_index(f) for f in test[0][0]] == [1, 4, 7, 10]
