@@ -160,8 +160,9 @@ def fail_together(info: DistInfo, record: Callable[[str], None], poll_s: float =
         stop.set()
         first = store.add(f"{key}/count", 1) == 1
         if first:
-            record(f"rank {info.rank} of {info.world_size} failed:\n{traceback.format_exc()}")
-            store.set(key, f"rank {info.rank}: {type(err).__name__}: {err}")
+            said = f"rank {info.rank}: {type(err).__name__}: {err}"
+            record(f"{traceback.format_exc()}{said}\n")        # its last line names the rank, as the registry shows it
+            store.set(key, said)
         raise RankFailed(store.get(key).decode() + ("" if first else f" (rank {info.rank} stopped with it)")) from err
     finally:
         stop.set()
