@@ -121,7 +121,7 @@ def _launch_env() -> tuple[int, int, int] | None:
     """(rank, local rank, world size) of a process started by torchrun, by a submitit job or by
     SLURM's srun; for the last two the process group's MASTER_ADDR / MASTER_PORT / RANK /
     WORLD_SIZE are exported first (values already set are kept). None for a lone process (a
-    batch script's own shell under sbatch, without srun, is one)."""
+    batch script's own shell under sbatch, without srun, is one; so is a job of one task)."""
     env = os.environ
     if "LOCAL_RANK" in env:                                   # torchrun
         local = int(env["LOCAL_RANK"])
@@ -129,18 +129,20 @@ def _launch_env() -> tuple[int, int, int] | None:
     if env.get("SUBMITIT_EXECUTOR"):                          # submitit, local or on SLURM
         from submitit.helpers import TorchDistributedEnvironment
         job = TorchDistributedEnvironment()
-        if job.world_size > 1:
-            job.export(set_cuda_visible_devices=False)
-        return job.rank, job.local_rank, job.world_size
-    if "SLURM_STEP_ID" in env and "SLURM_PROCID" in env:      # a task of srun
+        rank, local, world = job.rank, job.local_rank, job.world_size
+        master = lambda: (job.master_addr, job.master_port)
+    elif "SLURM_STEP_ID" in env and "SLURM_PROCID" in env:    # a task of srun
         rank, local, world = int(env["SLURM_PROCID"]), int(env.get("SLURM_LOCALID", 0)), int(env["SLURM_NTASKS"])
-        if world > 1:
-            for key, value in (("RANK", rank), ("WORLD_SIZE", world), ("LOCAL_RANK", local),
-                               ("MASTER_ADDR", first_host(env["SLURM_JOB_NODELIST"])),
-                               ("MASTER_PORT", slurm_port(env["SLURM_JOB_ID"]))):
-                env.setdefault(key, str(value))
-        return rank, local, world
-    return None
+        master = lambda: (first_host(env["SLURM_JOB_NODELIST"]), slurm_port(env["SLURM_JOB_ID"]))
+    else:
+        return None
+    if world == 1:                                            # one task: a lone process, run.device honoured
+        return None
+    addr, port = master()
+    for key, value in (("RANK", rank), ("WORLD_SIZE", world), ("LOCAL_RANK", local), ("MASTER_ADDR", addr),
+                       ("MASTER_PORT", port)):
+        env.setdefault(key, str(value))
+    return rank, local, world
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:

@@ -2,6 +2,7 @@
 here), precision and its label, scaler, seeds, the step."""
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -168,15 +169,21 @@ def test_srun_tasks_resolve_rank_world_local_rank_and_master_from_slurm():
     clean = {k: v for k, v in os.environ.items()                             # this process's launcher left out
              if not k.startswith(("SLURM_", "SUBMITIT_")) and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK",
                                                                         "MASTER_ADDR", "MASTER_PORT")}
-    cases = [slurm, slurm | {"MASTER_PORT": "29500"}, batch_shell, torchrun]
+    submitit = {"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": "42", "SUBMITIT_LOCAL_NTASKS": "2",
+                "SUBMITIT_LOCAL_JOB_NUM_NODES": "1", "SUBMITIT_LOCAL_NODEID": "0", "SUBMITIT_LOCAL_GLOBALID": "1",
+                "SUBMITIT_LOCAL_LOCALID": "1"}                            # a task of submitit's local executor
+    one_task = slurm | {"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_LOCALID": "0"}
+    cases = [slurm, slurm | {"MASTER_PORT": "29500"}, batch_shell, torchrun, submitit, one_task]
     out = subprocess.run([sys.executable, "-c", _RESOLVE, json.dumps(cases)], capture_output=True, text=True, check=True,
                          env=clean | {"PATH": "/nonexistent"})                # no scontrol: the parser's host
-    srun, kept, alone, under_torchrun = json.loads(out.stdout)
+    srun, kept, alone, under_torchrun, local, single = json.loads(out.stdout)
     assert srun == [[5, 1, 8], {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu07",
                                 "MASTER_PORT": str(20000 + 123456 % 20000)}]
     assert kept[1]["MASTER_PORT"] == "29500"                                 # one the user set is kept
-    assert alone == [None, dict.fromkeys(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))]
+    assert alone == single == [None, dict.fromkeys(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))]
     assert under_torchrun[0] == [2, 0, 4]
+    assert local[0] == [1, 1, 2] and local[1]["MASTER_ADDR"] == socket.gethostname()
+    assert (local[1]["RANK"], local[1]["WORLD_SIZE"]) == ("1", "2") and 20000 <= int(local[1]["MASTER_PORT"]) <= 60000
 
 
 def test_same_initial_weights_different_streams_per_rank():
