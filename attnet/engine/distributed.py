@@ -129,7 +129,7 @@ def fail_together(info: DistInfo, record: Callable[[str], None], poll_s: float =
     raise RankFailed naming it where they get to raise, and a watchdog thread ends any that waits
     in a collective (os._exit(1): nothing else interrupts one), or that lost the store's host.
     A rank that dies without raising (SIGKILL) is the launcher's to stop: torchrun does, srun
-    with --kill-on-bad-exit=1."""
+    with --kill-on-bad-exit=1. Errors marked raised_everywhere pass through unchanged."""
     if not info.enabled:
         yield
         return
@@ -159,10 +159,10 @@ def fail_together(info: DistInfo, record: Callable[[str], None], poll_s: float =
             raise
         stop.set()
         first = store.add(f"{key}/count", 1) == 1
-        if first:
+        if first:                                  # the others are told first: recording may fail too (a full disk)
             said = f"rank {info.rank}: {type(err).__name__}: {err}"
-            record(f"{traceback.format_exc()}{said}\n")        # its last line names the rank, as the registry shows it
             store.set(key, said)
+            record(f"{traceback.format_exc()}{said}\n")        # its last line names the rank, as the registry shows it
         raise RankFailed(store.get(key).decode() + ("" if first else f" (rank {info.rank} stopped with it)")) from err
     finally:
         stop.set()

@@ -118,7 +118,10 @@ def _check_shared(run_dir: Path, info: DistInfo) -> None:
     token, path = secrets.token_hex(8), run_dir / ".shared"
     token = distributed.on_main(lambda: write_text(path, token) or token, info)
     for _ in range(20):                     # a network file system may show a new file late
-        seen = path.is_file() and path.read_text() == token
+        try:
+            seen = path.read_text() == token
+        except OSError:
+            seen = False
         if seen:
             break
         time.sleep(0.5)

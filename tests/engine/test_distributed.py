@@ -380,3 +380,20 @@ def test_a_rank_waiting_in_a_collective_is_ended_by_the_watchdog(tmp_path):
     finally:
         for process in context.processes:
             process.kill()
+
+
+def test_a_rank_that_cannot_see_the_run_folder_stops_every_rank_with_one_line(tmp_path, monkeypatch):
+    from attnet.engine import train as train_module
+    shared = tmp_path / "run"
+    shared.mkdir()
+    (shared / ".shared").write_text("token of rank 0")
+    monkeypatch.setattr(distributed, "on_main", lambda fn, info: "token of rank 0")   # what rank 0 wrote and said
+    monkeypatch.setattr(distributed, "gather", lambda seen, info: [True, seen])      # as rank 1 of 2
+    monkeypatch.setattr(train_module.time, "sleep", lambda s: None)
+    rank1 = distributed.DistInfo(rank=1, world_size=2)
+    train_module._check_shared(shared, rank1)                  # sees rank 0's file: nothing to say
+    elsewhere = tmp_path / "node2" / "run"                     # the same run.out_dir on another node's disk
+    with pytest.raises(RuntimeError, match=rf"^{elsewhere}: rank\(s\) 1 cannot see the run folder rank 0 writes; "
+                                           "put run.out_dir on a file system every node shares$") as err:
+        train_module._check_shared(elsewhere, rank1)
+    assert err.value.raised_everywhere                          # every rank raises it: no rank is left waiting
