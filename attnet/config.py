@@ -45,8 +45,9 @@ class DataConfig:
     num_clips: int = 10                 # test clips per video (scores averaged)
     three_crop: bool = False
     hflip: bool = True                  # training flip; off where mirroring changes the class
-    batch_size: int = 30
-    eval_batch_size: int | None = None  # default: batch_size // num_clips, at least 1
+    batch_size: int = 30                # the global batch: each of W processes takes batch_size / W
+    eval_batch_size: int | None = None  # videos per evaluation step and process (default: the training
+                                        # batch per process // the subset's clips per video, at least 1)
     workers: int = 4
     train_list: str | None = None       # "list" datasets: list files (default <root>/<subset>.txt; "{root}", "{split}" filled in)
     val_list: str | None = None
@@ -119,6 +120,14 @@ class ReproduceConfig:
 
 
 @dataclass
+class LaunchConfig:
+    """How a run was launched, recorded by training (not a setting): a resume or a finished run
+    is compared with it."""
+    world_size: int = 1                 # processes (GPUs) of the run
+    device_batch_size: int | None = None  # data.batch_size / world_size
+
+
+@dataclass
 class Config:
     preset: str = "custom"
     imports: list[str] = field(default_factory=list)   # modules imported before validation (they register parts)
@@ -127,6 +136,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     reproduce: ReproduceConfig = field(default_factory=ReproduceConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
 
 from attnet.files import write_text
@@ -56,14 +58,44 @@ def _first_cpu(lines: list[str]) -> dict[str, str]:
 KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")
 
 
+def gpu_facts() -> dict:
+    """The GPUs and the libraries that decide a GPU run's digits: name and count, CUDA, cuDNN,
+    NCCL and the driver (from nvidia-smi where there is one); {} without CUDA."""
+    import torch
+    if not torch.cuda.is_available():
+        return {}
+    count = torch.cuda.device_count()             # CUDA only from here
+    nccl = torch.cuda.nccl.version() if torch.distributed.is_nccl_available() else None
+    facts = {"gpus": [torch.cuda.get_device_name(i) for i in range(count)], "gpu_count": count,
+             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+             "nccl": ".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl}
+    if shutil.which("nvidia-smi"):
+        shown = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                               capture_output=True, text=True)
+        facts["driver"] = shown.stdout.split("\n")[0].strip() if shown.returncode == 0 else None
+    return facts
+
+
+def media_versions() -> dict:
+    """torchcodec's version and the FFmpeg it decodes with (its major version, and the first line
+    of `ffmpeg -version` where that program is installed): decoded frames may differ between them."""
+    import torchcodec
+    versions = {"torchcodec": torchcodec.__version__, "ffmpeg_major": torchcodec.ffmpeg_major_version}
+    if shutil.which("ffmpeg"):
+        shown = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True)
+        versions["ffmpeg"] = shown.stdout.split("\n")[0] if shown.returncode == 0 else None
+    return versions
+
+
 def describe_machine(cpuinfo: list[str] | None = None) -> dict:
-    """The facts that decide a CPU run's digits: the CPU (cpu_facts: name, family, model
-    number, the instruction sets that choose kernels), cores, library versions, kernel caps."""
+    """The facts that decide a run's digits: the CPU (cpu_facts: name, family, model number, the
+    instruction sets that choose kernels), cores, library versions, kernel caps, and the GPUs
+    with their libraries where there are some."""
     import numpy
     import torch
     return {**cpu_facts(cpuinfo), "cores": os.cpu_count(), "machine": platform.node(),
             "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "aten_capability": torch.backends.cpu.get_cpu_capability(),
+            "aten_capability": torch.backends.cpu.get_cpu_capability(), **media_versions(), **gpu_facts(),
             **{k.lower(): os.environ[k] for k in KERNEL_ENV if k in os.environ}}
 
 
@@ -76,5 +108,7 @@ def write_machine(results: str | Path, preset: str) -> Path:
 def machine_text(info: dict) -> str:
     caps = ", ".join(f"{k.upper()}={info[k.lower()]}" for k in KERNEL_ENV if k.lower() in info)
     isa = f", {'/'.join(info['isa']) or 'no AVX'}" if "isa" in info else ""
-    return (f"{cpu_label(info)}{isa}, {info.get('cores', '?')} cores, torch {info.get('torch', '?')}, "
+    gpus = (f", {info['gpu_count']}x {info['gpus'][0]} (CUDA {info.get('cuda')}, cuDNN {info.get('cudnn')}, "
+            f"driver {info.get('driver', '?')})") if info.get("gpus") else ""
+    return (f"{cpu_label(info)}{isa}, {info.get('cores', '?')} cores{gpus}, torch {info.get('torch', '?')}, "
             f"ATen kernels {info.get('aten_capability', '?')}" + (f", {caps}" if caps else ""))

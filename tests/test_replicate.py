@@ -77,3 +77,31 @@ def test_the_machine_record_names_family_model_and_the_kernel_choosing_flags():
     # a record written before these fields still reads
     assert machine.machine_text({"cpu": "AMD EPYC", "cores": 2}).startswith("AMD EPYC, 2 cores")
     assert "isa" not in machine.describe_machine([]) and "cpu_family" not in machine.describe_machine([])
+
+
+def test_the_machine_record_names_the_gpus_their_libraries_and_the_decoder(monkeypatch):
+    import shutil
+    import subprocess
+
+    import torch
+    import torchcodec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"NVIDIA H100 80GB HBM3 #{i}")
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
+    monkeypatch.setattr(torch.distributed, "is_nccl_available", lambda: True)
+    monkeypatch.setattr(torch.cuda.nccl, "version", lambda: (2, 27, 3))
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    real_run = subprocess.run
+
+    def run(args, **kwargs):                  # nvidia-smi as on a GPU node; ffmpeg as installed here
+        if args[0] == "nvidia-smi":
+            return subprocess.CompletedProcess(args, 0, stdout="570.86.15\n570.86.15\n")
+        return real_run(args, **kwargs)
+    monkeypatch.setattr(subprocess, "run", run)
+    info = machine.describe_machine(CPUINFO)
+    assert info["gpus"] == ["NVIDIA H100 80GB HBM3 #0", "NVIDIA H100 80GB HBM3 #1"] and info["gpu_count"] == 2
+    assert (info["cuda"], info["cudnn"], info["nccl"], info["driver"]) == ("12.8", 91002, "2.27.3", "570.86.15")
+    assert info["torchcodec"] == torchcodec.__version__ and info["ffmpeg_major"] == torchcodec.ffmpeg_major_version
+    assert ", 2x NVIDIA H100 80GB HBM3 #0 (CUDA 12.8, cuDNN 91002, driver 570.86.15), " in machine.machine_text(info)

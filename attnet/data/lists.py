@@ -141,6 +141,12 @@ def _kinetics_rows(csv_path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
+def kinetics_csv(root: Path, subset: str) -> Path:
+    """The subset's official CSV under root or root/annotations (the first name that exists)."""
+    candidates = [root / d / n for n in KINETICS_CSV[subset] for d in ("", "annotations")]
+    return next((p for p in candidates if p.is_file()), candidates[0])
+
+
 def kinetics(root: Path, subset: str, csv_path: Path | None = None) -> tuple[list[VideoRecord], list[str], list[str]]:
     """Official CSVs (label, youtube_id, time_start, time_end, split[, is_cc]).
 
@@ -149,9 +155,7 @@ def kinetics(root: Path, subset: str, csv_path: Path | None = None) -> tuple[lis
     Returns (records, classes, missing clip names): missing clips are common in Kinetics,
     so they are counted, not fatal. Unlabelled test rows get label -1.
     """
-    if csv_path is None:
-        candidates = [root / d / n for n in KINETICS_CSV[subset] for d in ("", "annotations")]
-        csv_path = next((p for p in candidates if p.is_file()), candidates[0])
+    csv_path = csv_path or kinetics_csv(root, subset)
     rows = _kinetics_rows(csv_path)
     train_csv = csv_path.with_name("train.csv")
     labelled = _kinetics_rows(train_csv) if train_csv.is_file() and train_csv != csv_path else rows

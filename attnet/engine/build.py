@@ -8,6 +8,7 @@ import torch
 from attnet.config import Config
 from attnet.data import ClipDataset, DataError, build_dataset, lists, synthetic
 from attnet.data.datasets import validation
+from attnet.data.lists import kinetics_csv
 from attnet.models import GLKANet
 from attnet.optim import OPTIMIZERS, SCHEDULES
 
@@ -16,12 +17,11 @@ from .distributed import DistInfo
 
 
 def dataset_root(cfg: Config, info: DistInfo) -> Path:
-    """The data root; the synthetic dataset is generated there on first use (by rank 0)."""
+    """The data root; the synthetic dataset is generated there on first use (by rank 0, its
+    error raised on every rank)."""
     root = Path(cfg.data.root)
     if cfg.data.name == "synthetic":
-        if info.is_main:
-            synthetic.ensure(root, **cfg.data.synthetic)
-        distributed.barrier(info)
+        distributed.on_main(lambda: synthetic.ensure(root, **cfg.data.synthetic), info)
     return root
 
 
@@ -81,7 +81,18 @@ def list_source(cfg: Config, root: Path, subset: str) -> Path:
     if d.name in ("list", "synthetic"):
         given = {"train": d.train_list, "val": d.val_list, "test": d.test_list}[subset]
         return lists.list_path(given, root, d.split) or root / f"{subset}.txt"
+    if d.name.startswith("kinetics"):
+        return kinetics_csv(root, subset)
     return root
+
+
+def check_labelled(cfg: Config, root: Path, subset: str, dataset: ClipDataset) -> None:
+    """Scores need labels: rows without one (Kinetics' official test.csv has none) are refused
+    before any work, not met by the metrics after the last epoch."""
+    unlabelled = sum(r.label < 0 for r in dataset.records)
+    if unlabelled:
+        raise DataError(f"{list_source(cfg, root, subset)}: {unlabelled} rows without a label; the {subset} subset is "
+                        "scored, so put a labelled CSV there (e.g. a copy of validate.csv)")
 
 
 def check_lists(cfg: Config, root: Path, data: dict[str, ClipDataset]) -> dict[str, ClipDataset]:
@@ -94,6 +105,7 @@ def check_lists(cfg: Config, root: Path, data: dict[str, ClipDataset]) -> dict[s
     for subset, dataset in data.items():
         inferred = dataset.classes == [str(i) for i in range(len(dataset.classes))]   # no classes.txt
         same = classes[: len(dataset.classes)] == dataset.classes if inferred else dataset.classes == classes
+        check_labelled(cfg, root, subset, dataset)
         if not same or any(r.label >= len(classes) for r in dataset.records):
             raise DataError(f"{list_source(cfg, root, subset)}: its {len(dataset.classes)} classes differ from the "
                             f"{len(classes)} of {train_list}; give every list the same classes.txt")

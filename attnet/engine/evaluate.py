@@ -13,7 +13,7 @@ from attnet.data import DataError, build_loader
 from attnet.files import write_csv
 
 from . import checkpoint, distributed, runtime
-from .build import build_datasets, build_model, dataset_root
+from .build import build_datasets, build_model, check_labelled, dataset_root
 from .metrics import summarize
 from .progress import Progress
 
@@ -56,11 +56,13 @@ def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: runtime
     if getattr(dataset, "on_bad_video", "error") != "error":
         raise ValueError("predict needs a dataset built with on_bad_video='error' (build_datasets does this for "
                          "val and test): it leaves bad videos out itself rather than scoring a substitute")
-    batch = cfg.data.eval_batch_size or max(1, cfg.data.batch_size // max(1, cfg.data.num_clips))
+    # the training batch per process, in videos of this subset's clips (one for validation)
+    per_video = getattr(dataset, "num_clips", cfg.data.num_clips)
+    batch = cfg.data.eval_batch_size or max(1, cfg.data.batch_size // info.world_size // per_video)
     loader = build_loader(_Indexed(dataset, skip=cfg.data.on_bad_video == "skip"), batch, train=False,
                           workers=cfg.data.workers, distributed=info.enabled, drop_last=False, collate_fn=_collate)
     model.eval()
-    rows: list[tuple[int, int, dict[str, torch.Tensor]]] = []
+    parts: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []   # per batch: indices, labels, scores
     progress = Progress(len(loader), desc, cfg.run.log_every, enabled=info.is_main)
     for batch_read, _ in loader:
         if batch_read is None:                        # every video of the batch was skipped
@@ -73,22 +75,22 @@ def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: runtime
         with info.autocast():
             out = model(clips.flatten(0, 1) if multi else clips, *boxes)
         scores = {"fused": out.logits, **out.stream_logits}
-        scores = {k: v.float().view(b, n, -1).mean(1).cpu() for k, v in scores.items()}
-        for j in range(b):
-            rows.append((int(indices[j]), int(labels[j]), {k: v[j] for k, v in scores.items()}))
+        parts.append((indices, labels, {k: v.float().view(b, n, -1).mean(1).cpu() for k, v in scores.items()}))
         progress.update(b)
     progress.close()
-    merged = {}
-    for part in distributed.gather(rows, info):
-        for index, label, s in part:
-            merged[index] = (label, s)                # padding repeats an index: kept once
-    if not merged:
+    # one stacked tensor per stream and rank is gathered (not a view of a batch per video)
+    mine = [(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
+             {k: torch.cat([p[2][k] for p in parts]) for k in parts[0][2]})] if parts else []
+    gathered = [part for rank in distributed.gather(mine, info) for part in rank]
+    if not gathered:
         raise DataError(f"{desc}: every one of the {len(dataset)} videos was unreadable and skipped; "
                         "run `attnet data check` on the dataset")
-    order = sorted(merged)
-    labels = torch.tensor([merged[i][0] for i in order])
-    keys = merged[order[0]][1].keys()
-    return labels, {k: torch.stack([merged[i][1][k] for i in order]) for k in keys}, order
+    indices = torch.cat([part[0] for part in gathered])
+    where = {index: j for j, index in enumerate(indices.tolist())}    # padding repeats an index: kept once
+    order = sorted(where)
+    rows = torch.tensor([where[i] for i in order])
+    labels = torch.cat([part[1] for part in gathered])[rows]
+    return labels, {k: torch.cat([part[2][k] for part in gathered])[rows] for k in gathered[0][2]}, order
 
 
 def scores_frame(dataset, labels: torch.Tensor, scores: dict[str, torch.Tensor], order: list[int]) -> pd.DataFrame:
@@ -108,7 +110,9 @@ def evaluate(cfg: Config, checkpoint_path: str | Path, subset: str = "test",
     """Test a checkpoint: top-1 / top-5 (fused and per stream), mean class accuracy, confusion.
     Writes per-video scores to `scores_path` (csv or csv.gz) when given, from rank 0."""
     info = runtime.from_config(cfg)
-    dataset = build_datasets(cfg, (subset,), dataset_root(cfg, info))[subset]
+    root = dataset_root(cfg, info)
+    dataset = build_datasets(cfg, (subset,), root)[subset]
+    check_labelled(cfg, root, subset, dataset)
     model = build_model(cfg, len(dataset.classes), info.device, init=False)
     state = checkpoint.load(Path(checkpoint_path), fix="pass another --checkpoint (best, last or a path)")
     model.load_state_dict(state["model"] if "model" in state else state)

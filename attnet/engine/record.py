@@ -95,8 +95,10 @@ def write_final(run_dir: Path, final: dict) -> None:
 
 # --- config on resume ---------------------------------------------------------------------------
 def config_changes(saved: dict, cfg: Config) -> dict[str, tuple]:
-    """{key: (recorded value, value now)} of the experiment settings that differ."""
-    before, now = flat_config(saved), flat_config(cfg.to_dict())
+    """{key: (recorded value, value now)} of the experiment settings that differ. A record
+    without a launch section was trained by one process."""
+    launch = {"world_size": 1, "device_batch_size": (saved.get("data") or {}).get("batch_size")}
+    before, now = flat_config({"launch": launch} | saved), flat_config(cfg.to_dict())
     return {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v and k not in RESUME_FREE}
 
 
@@ -122,6 +124,11 @@ def record_config(run_dir: Path, cfg: Config, resumed_after: int | None = None) 
         return
     text = path.read_text()
     changes = config_changes(yaml.safe_load(text), cfg)
+    if "launch.world_size" in changes:
+        (old, new), batch = changes["launch.world_size"], cfg.data.batch_size
+        raise ValueError(f"{path}: trained by {old} process(es), resumed by {new}: data.batch_size={batch} is split "
+                         f"over the processes, so each would take another batch; resume with {old} (torchrun "
+                         f"--nproc-per-node / srun --ntasks) or pass run.overwrite=true to start again")
     fixed = [k for k in changes if k in RESUME_FIXED]
     if fixed:
         raise ValueError(f"{path}: cannot resume with a different {', '.join(fixed)} (the checkpoint is built on "

@@ -6,7 +6,8 @@ group, seeds, precision (autocast and GradScaler) and cudnn settings.
     rt.seed_epoch(epoch)                     # this rank's data order, offsets, crops, dropout
     with rt.autocast(): out = model(clips)
 
-Under torchrun every rank gets the GPU of its LOCAL_RANK; one process honours run.device.
+Under torchrun, srun or submitit every rank gets the GPU of its local rank (the only GPU of a
+task that sees one); one process honours run.device.
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import atexit
 import gc
 import os
 import random
+import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +69,10 @@ class Runtime(DistInfo):
 
     @property
     def precision(self) -> str:
-        return PRECISION[self.amp]
+        """What the record says ran: "tf32" where amp=off on a GPU still lets matmuls or
+        convolutions round their inputs to TF32 (start() turns that off, so it says "fp32")."""
+        tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+        return "tf32" if self.amp == "off" and self.device.type == "cuda" and tf32 else PRECISION[self.amp]
 
     def autocast(self) -> torch.autocast:
         """bf16 / fp16 autocast on this device, CPU included; a no-op for amp=off."""
@@ -89,18 +96,60 @@ class Runtime(DistInfo):
         return seed
 
 
-def _torchrun_env() -> tuple[int, int, int] | None:
-    """(rank, local rank, world size) when launched by torchrun (or an equivalent launcher)."""
-    if "LOCAL_RANK" not in os.environ:
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list ("node[01-04,07],gpu2" -> "node01"): `scontrol show
+    hostnames` where SLURM's tools are installed, else the common forms parsed here."""
+    if shutil.which("scontrol"):
+        shown = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True)
+        if shown.returncode == 0 and shown.stdout.split():
+            return shown.stdout.split()[0]
+    host = re.split(r",(?![^\[]*\])", nodelist)[0]          # the first entry, commas inside [...] kept
+    while "[" in host:                                        # each bracket: its first number
+        head, _, rest = host.partition("[")
+        inside, _, tail = rest.partition("]")
+        host = head + inside.split(",")[0].split("-")[0] + tail
+    return host
+
+
+def slurm_port(job_id: str) -> int:
+    """A MASTER_PORT every task of a SLURM job derives alike from the job id (and two jobs on one
+    node mostly apart)."""
+    return 20000 + int(re.sub(r"\D", "", job_id) or 0) % 20000
+
+
+def _launch_env() -> tuple[int, int, int] | None:
+    """(rank, local rank, world size) of a process started by torchrun, by a submitit job or by
+    SLURM's srun; for the last two the process group's MASTER_ADDR / MASTER_PORT / RANK /
+    WORLD_SIZE are exported first (values already set are kept). None for a lone process (a
+    batch script's own shell under sbatch, without srun, is one; so is a job of one task)."""
+    env = os.environ
+    if "LOCAL_RANK" in env:                                   # torchrun
+        local = int(env["LOCAL_RANK"])
+        return int(env.get("RANK", local)), local, int(env.get("WORLD_SIZE", "1"))
+    if env.get("SUBMITIT_EXECUTOR"):                          # submitit, local or on SLURM
+        from submitit.helpers import TorchDistributedEnvironment
+        job = TorchDistributedEnvironment()
+        rank, local, world = job.rank, job.local_rank, job.world_size
+        master = lambda: (job.master_addr, job.master_port)
+    elif "SLURM_STEP_ID" in env and "SLURM_PROCID" in env:    # a task of srun
+        rank, local, world = int(env["SLURM_PROCID"]), int(env.get("SLURM_LOCALID", 0)), int(env["SLURM_NTASKS"])
+        master = lambda: (first_host(env["SLURM_JOB_NODELIST"]), slurm_port(env["SLURM_JOB_ID"]))
+    else:
         return None
-    local = int(os.environ["LOCAL_RANK"])
-    return int(os.environ.get("RANK", local)), local, int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:                                            # one task: a lone process, run.device honoured
+        return None
+    addr, port = master()
+    for key, value in (("RANK", rank), ("WORLD_SIZE", world), ("LOCAL_RANK", local), ("MASTER_ADDR", addr),
+                       ("MASTER_PORT", port)):
+        env.setdefault(key, str(value))
+    return rank, local, world
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """The device of run.device=`name` (auto | cpu | cuda | cuda:N). Under torchrun
-    (`local_rank` given) a CUDA rank always takes GPU `local_rank`: an explicit cuda:N would
-    put every rank on one GPU, so it is overridden there."""
+    """The device of run.device=`name` (auto | cpu | cuda | cuda:N). Launched as one of several
+    processes (`local_rank` given) a CUDA rank takes GPU `local_rank`, or the only GPU it sees
+    (srun --gpus-per-task=1): an explicit cuda:N would put every rank on one GPU, so it is
+    overridden there."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if not name.startswith("cuda"):
@@ -109,9 +158,11 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         raise RuntimeError(f"run.device={name}, but CUDA is not available here; use run.device=cpu or auto")
     count = torch.cuda.device_count()
     if local_rank is not None:
-        index, where, fix = local_rank, f"LOCAL_RANK={local_rank} (torchrun)", f"start at most {count} per node"
+        index = 0 if count == 1 else local_rank
+        where, fix = f"local rank {local_rank}", f"start at most {count} per node"
         if name != "cuda" and local_rank == 0:     # said once per node
-            print(f"run.device={name} ignored under torchrun: each rank uses cuda:<LOCAL_RANK>", flush=True)
+            print(f"run.device={name} ignored with several processes: each uses the GPU of its local rank",
+                  flush=True)
     else:
         index, where, fix = torch.device(name).index or 0, f"run.device={name}", f"use cuda:0..cuda:{count - 1}"
     if index >= count:
@@ -128,7 +179,7 @@ def start(device: str = "auto", amp: str = "off", threads: int | None = None, se
         raise ValueError(f"optim.amp={amp!r}: use one of {', '.join(AMP_CHOICES)}")
     if threads:
         torch.set_num_threads(threads)
-    launched = _torchrun_env()
+    launched = _launch_env()
     rank, local_rank, world = launched or (0, None, 1)
     where = resolve_device(device, local_rank)
     if where.type == "cuda":
@@ -139,6 +190,9 @@ def start(device: str = "auto", amp: str = "off", threads: int | None = None, se
                                "units; use optim.amp=fp16 (loss-scaled) or off")
     if amp == "auto":
         amp = native_amp(where)
+    if where.type == "cuda" and amp == "off":        # CUDA only: IEEE float32, not torch's default TF32 convolutions
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     elif amp == "bf16" and where.type == "cpu" and not cpu_has_bf16() and rank == 0:
         print("optim.amp=bf16 on a CPU without bfloat16 units (AVX512-BF16 / AMX): emulated, several times "
               "slower than optim.amp=off or auto", flush=True)

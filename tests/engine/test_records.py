@@ -273,3 +273,18 @@ def test_bad_lists_fail_before_the_first_training_step(tmp_path, smoke_cfg, monk
     monkeypatch.setattr(train_module, "train_one_epoch", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(DataError, match=message):
         fit(cfg)
+
+
+def test_an_unlabelled_kinetics_test_csv_is_refused_before_training(tmp_path, smoke_cfg, monkeypatch):
+    root = tmp_path / "k400"
+    (root / "annotations").mkdir(parents=True)
+    labelled = "label,youtube_id,time_start,time_end,split\nabseiling,aaa,0,10,train\nzumba,zzz,0,10,train\n"
+    (root / "annotations" / "train.csv").write_text(labelled)
+    (root / "annotations" / "validate.csv").write_text(labelled)
+    (root / "annotations" / "test.csv").write_text("youtube_id,time_start,time_end,split\nttt,0,10,test\nuuu,0,10,test\n")
+    for name in ("aaa", "zzz", "ttt", "uuu"):
+        (root / f"{name}_000000_000010.mp4").write_bytes(b"")
+    monkeypatch.setattr(train_module, "train_one_epoch", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(DataError, match=rf"^{root / 'annotations' / 'test.csv'}: 2 rows without a label; the test "
+                                        r"subset is scored, so put a labelled CSV there \(e.g. a copy of validate.csv\)$"):
+        fit(smoke_cfg("data.name=kinetics400", f"data.root={root}", "run.name=k400"))

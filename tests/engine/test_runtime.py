@@ -1,4 +1,11 @@
-"""The runtime: device per torchrun rank (GPUs mocked), precision, scaler, seeds, the step."""
+"""The runtime: device per launched rank (GPUs mocked; torchrun, srun and submitit variables set
+here), precision and its label, scaler, seeds, the step."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -9,7 +16,8 @@ from attnet.engine.runtime import Runtime, resolve_device
 
 @pytest.fixture(autouse=True)
 def no_launcher(monkeypatch):
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SUBMITIT_EXECUTOR", "SLURM_STEP_ID",
+                "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_JOB_ID"):
         monkeypatch.delenv(key, raising=False)
 
 
@@ -26,7 +34,10 @@ def gpus(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
         monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
         return chosen
-    return make
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, True    # torch's defaults
+    yield make
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def test_device_without_torchrun(gpus):
@@ -50,10 +61,12 @@ def test_device_under_torchrun_is_the_local_rank_gpu(gpus, capsys):
     assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 1)   # not every rank on GPU 0
     assert resolve_device("cpu", local_rank=1) == torch.device("cpu")
     assert resolve_device("cuda:0", local_rank=0) == torch.device("cuda", 0)
-    assert "run.device=cuda:0 ignored under torchrun" in capsys.readouterr().out   # the other ranks ignore it
-    with pytest.raises(RuntimeError, match=r"LOCAL_RANK=4 \(torchrun\) needs GPU 4, but 4 GPU\(s\) are visible; "
+    assert "run.device=cuda:0 ignored with several processes" in capsys.readouterr().out   # the other ranks ignore it
+    with pytest.raises(RuntimeError, match=r"local rank 4 needs GPU 4, but 4 GPU\(s\) are visible; "
                                            r"start at most 4 per node"):
         resolve_device("auto", local_rank=4)
+    gpus(1)                                  # srun --gpus-per-task=1: each task sees its own GPU as cuda:0
+    assert resolve_device("auto", local_rank=3) == torch.device("cuda", 0)
 
 
 def test_start_reads_the_launcher_and_sets_the_gpu(gpus, monkeypatch):
@@ -110,6 +123,67 @@ def test_autocast_on_cpu_and_scaler_only_for_fp16(amp, dtype, precision):
     assert (scaler is not None) == (amp == "fp16")
     if scaler is not None:
         assert scaler.is_enabled() and scaler.get_scale() == 2.0 ** 16
+
+
+def test_amp_off_on_a_gpu_is_ieee_fp32_and_the_record_never_says_fp32_for_tf32(gpus):
+    gpus(1)
+    gpu = Runtime(device=torch.device("cuda", 0), amp="off")
+    assert gpu.precision == "tf32"                          # torch's default: TF32 convolutions
+    torch.backends.cudnn.allow_tf32 = False
+    assert gpu.precision == "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    assert gpu.precision == "tf32"                          # TF32 matmuls alone are not fp32 either
+    assert Runtime(device=torch.device("cpu"), amp="off").precision == "fp32"     # no TF32 on a CPU
+    assert Runtime(device=torch.device("cuda", 0), amp="bf16").precision == "bf16"
+    rt = runtime.start("cuda", amp="off")                   # turns both off: what runs is fp32
+    assert rt.precision == "fp32"
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+
+
+@pytest.mark.parametrize("nodelist, first", [("node[01-04],other", "node01"), ("gpu-a100-[3,5-7]", "gpu-a100-3"),
+                                             ("single", "single"), ("a[2-3]b[09-10],c", "a2b09"), ("x1,y[1-2]", "x1")])
+def test_first_host_of_a_slurm_node_list_without_scontrol(nodelist, first, monkeypatch):
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
+    assert runtime.first_host(nodelist) == first
+
+
+_RESOLVE = """
+import json, os, sys
+from attnet.engine import runtime
+base, found = dict(os.environ), []
+for env in json.loads(sys.argv[1]):           # each as a process started with it would see it
+    os.environ.clear()
+    os.environ.update(base | env)
+    launched = runtime._launch_env()
+    found.append([launched, {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT")}])
+print(json.dumps(found))
+"""
+
+
+def test_srun_tasks_resolve_rank_world_local_rank_and_master_from_slurm():
+    slurm = {"SLURM_STEP_ID": "0", "SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1",
+             "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "123456"}
+    batch_shell = {k: v for k, v in slurm.items() if k != "SLURM_STEP_ID"}   # sbatch's own shell, no srun
+    torchrun = slurm | {"LOCAL_RANK": "0", "RANK": "2", "WORLD_SIZE": "4"}   # torchrun inside srun
+    clean = {k: v for k, v in os.environ.items()                             # this process's launcher left out
+             if not k.startswith(("SLURM_", "SUBMITIT_")) and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK",
+                                                                        "MASTER_ADDR", "MASTER_PORT")}
+    submitit = {"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": "42", "SUBMITIT_LOCAL_NTASKS": "2",
+                "SUBMITIT_LOCAL_JOB_NUM_NODES": "1", "SUBMITIT_LOCAL_NODEID": "0", "SUBMITIT_LOCAL_GLOBALID": "1",
+                "SUBMITIT_LOCAL_LOCALID": "1"}                            # a task of submitit's local executor
+    one_task = slurm | {"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_LOCALID": "0"}
+    cases = [slurm, slurm | {"MASTER_PORT": "29500"}, batch_shell, torchrun, submitit, one_task]
+    out = subprocess.run([sys.executable, "-c", _RESOLVE, json.dumps(cases)], capture_output=True, text=True, check=True,
+                         env=clean | {"PATH": "/nonexistent"})                # no scontrol: the parser's host
+    srun, kept, alone, under_torchrun, local, single = json.loads(out.stdout)
+    assert srun == [[5, 1, 8], {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu07",
+                                "MASTER_PORT": str(20000 + 123456 % 20000)}]
+    assert kept[1]["MASTER_PORT"] == "29500"                                 # one the user set is kept
+    assert alone == single == [None, dict.fromkeys(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))]
+    assert under_torchrun[0] == [2, 0, 4]
+    assert local[0] == [1, 1, 2] and local[1]["MASTER_ADDR"] == socket.gethostname()
+    assert (local[1]["RANK"], local[1]["WORLD_SIZE"]) == ("1", "2") and 20000 <= int(local[1]["MASTER_PORT"]) <= 60000
 
 
 def test_same_initial_weights_different_streams_per_rank():

@@ -69,8 +69,9 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(smoke_
         total, parts = forward(self, out, target)
         return (total * float("nan"), parts) if calls["n"] == 4 else (total, parts)   # 3 steps an epoch
     monkeypatch.setattr(GLKALoss, "forward", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"non-finite loss at epoch 2, step 1 .*last\.pt"):
-        fit(smoke_cfg("run.name=nan", "optim.epochs=3"))
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss at epoch 2, step 1 \(ce=.*last\.pt"):
+        fit(smoke_cfg("run.name=nan", "optim.epochs=3", "run.log_every=2"))
+    assert calls["n"] == 5           # read at the log step after it (epoch 2, step 2), not at every step
     run = smoke_cfg().run.out_dir
     state = torch.load(f"{run}/nan/checkpoints/last.pt", weights_only=True)
     assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -178,7 +179,12 @@ def test_a_finished_run_is_reused_only_for_the_settings_it_was_trained_with(smok
     run = fit(smoke_cfg("run.name=r", "optim.epochs=1", "optim.amp=auto"))
     final = (run / "final.json").read_text()
     assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["amp"] == "off"
-    assert json.loads(final)["precision"] == "fp32"
+    facts = json.loads(final)
+    assert facts["precision"] == "fp32" and (facts["world_size"], facts["device_batch_size"]) == (1, 8)
+    assert {"torchcodec", "ffmpeg_major"} <= set(facts["versions"]) and "gpu" not in facts
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded.pop("launch") == {"world_size": 1, "device_batch_size": 8}
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))   # recorded before launch was
     assert fit(smoke_cfg("run.name=r", "optim.epochs=1", "run.resume=true", "run.threads=1", "data.workers=0")) == run
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)      # a CPU with bfloat16 units
     with pytest.raises(ValueError, match=r"other settings \(optim.amp: 'off' -> 'bf16'\)"):
@@ -215,3 +221,27 @@ def test_the_authors_frame_folders_train_through_the_hmdb51_frames_preset(tmp_pa
     test = build_dataset(d.name, root, subset="test", segments=4, size=64, resize=64, normalize=False,
                          test_list=d.test_list, frame_template=d.frame_template, frame_start=d.frame_start)
     assert [decoded_index(f) for f in test[0][0]] == [1, 4, 7, 10]
+
+
+def test_predict_batches_by_the_subsets_clips_and_gathers_stacked_tensors(smoke_cfg, monkeypatch):
+    import importlib
+    from attnet.engine import distributed, runtime
+    from attnet.engine.build import build_datasets, build_model, dataset_root
+    evaluate_module = importlib.import_module("attnet.engine.evaluate")     # the package exports the function
+    cfg = smoke_cfg("data.eval_batch_size=null", "data.num_clips=2")       # batch_size 8
+    info = runtime.from_config(cfg)
+    data = build_datasets(cfg, ("val", "test"), dataset_root(cfg, info))
+    model = build_model(cfg, 4, info.device)
+    batches, sent = [], []
+    loader = evaluate_module.build_loader
+    monkeypatch.setattr(evaluate_module, "build_loader", lambda ds, b, **kw: batches.append(b) or loader(ds, b, **kw))
+    gather = distributed.gather
+    monkeypatch.setattr(distributed, "gather", lambda obj, info: sent.append(obj) or gather(obj, info))
+    labels, scores, order = evaluate_module.predict(model, data["val"], cfg, info)
+    evaluate_module.predict(model, data["test"], cfg, info)
+    assert batches == [8, 4]                  # one clip per validation video: 8 videos a step; 2 per test video: 4
+    (indices, sent_labels, sent_scores), = sent[0]      # one stacked tensor each, not a row per video
+    assert indices.tolist() == order == list(range(8)) and torch.equal(sent_labels, labels)
+    for stream, tensor in sent_scores.items():
+        assert tensor.shape == (8, 4) and torch.equal(tensor, scores[stream])
+        assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()   # owns its bytes

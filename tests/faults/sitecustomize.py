@@ -1,8 +1,23 @@
 """Fault injection for the tests, outside the package: a Python started with this folder on
 PYTHONPATH and ATTNET_CRASH_AT="<point>:<epoch>" SIGKILLs itself at that instant of the epoch
 boundary, as a power cut or the OOM killer would. Points: after_best, after_checkpoint (best.pt /
-last.pt of that epoch written), after_metrics (its metrics.csv row written)."""
+last.pt of that epoch written), after_metrics (its metrics.csv row written).
+ATTNET_RAISE_AT="<epoch>" raises a RuntimeError as that epoch's training starts instead (one
+rank of a multi-process run failing alone)."""
 import os
+
+if os.environ.get("ATTNET_RAISE_AT"):
+    from attnet.engine import train
+
+    _train_one_epoch = train.train_one_epoch
+
+    def train_one_epoch(*args, **kwargs):
+        epoch = args[7] + 1
+        if epoch == int(os.environ["ATTNET_RAISE_AT"]):
+            raise RuntimeError(f"injected failure in epoch {epoch}")
+        return _train_one_epoch(*args, **kwargs)
+
+    train.train_one_epoch = train_one_epoch
 
 if os.environ.get("ATTNET_CRASH_AT"):
     import signal
