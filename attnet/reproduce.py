@@ -266,6 +266,21 @@ def stop_kernels() -> None:
                 pass
 
 
+def compare_with_committed(root: Path, results: Path, results_dir: str, preset: str) -> str:
+    """A reproduction's ablation against the committed results/, call by call (attnet.replicate), in
+    its tables/replication_<preset> (which 05_results shows); the line that says how many agree,
+    or "" where there is nothing to compare."""
+    committed, runs_table = root / "results", Path("tables") / f"ablation_runs_{preset}.csv"
+    if results.resolve() == committed.resolve() or not (committed / runs_table).is_file() \
+            or not (results / runs_table).is_file():
+        return ""
+    same, calls, path = write_replication(committed, results, preset, command=(
+        f"python -m attnet.replicate results {results_dir} --preset {preset} "
+        f"--out {results_dir}/tables/replication_{preset}"), out=results / "tables" / f"replication_{preset}")
+    return (f"[reproduce] {same} of {calls} ablation calls agree with the committed results/ (A: the committed "
+            f"reproduction, B: this one): {path}")
+
+
 def pending_runs(results: Path, preset: str) -> int:
     """Ablation runs a submitit executor left queued or running (03's runs table says)."""
     path = results / "tables" / f"ablation_runs_{preset}.csv"
@@ -333,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         for old in fresh_runs(notebooks, preset, seeds, results / "runs"):
             shutil.rmtree(old)
     elif "03_ablation" in notebooks:
-        changed = changed_runs(preset, seeds, results_dir, args.data_root, args.epochs)
+        changed = changed_runs(preset, seeds, str(results), args.data_root, args.epochs)
         if changed:
             first = results / "runs" / Path(changed[0].split(":")[0]).parent.name
             for line in changed:
@@ -349,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
               "resume": True, "seeds": seeds, "configs": "all", "jobs": jobs, "epochs": args.epochs,
               "executor": args.executor,
               "slurm": {k: getattr(args, k) for k in ("partition", "account", "time", "gpus", "cpus")}}
-    timings = []
+    timings, agreement = [], ""
     started = time.perf_counter()
     interrupted = []
 
@@ -372,7 +387,10 @@ def main(argv: list[str] | None = None) -> None:
                 timings.append({"notebook": name, "seconds": round(time.perf_counter() - tic, 1)})
                 print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s "
                       f"({time.perf_counter() - started:.0f} s so far)", flush=True)
-                if name == "03_ablation" and pending_runs(results, preset):
+                if name == "03_ablation" and not pending_runs(results, preset):
+                    write_machine(results, preset)         # the ablation's machine, what replicate compares
+                    agreement = compare_with_committed(root, results, results_dir, preset)
+                elif name == "03_ablation":
                     print(f"[reproduce] {pending_runs(results, preset)} ablation runs are queued or running "
                           f"(job ids in {results / 'jobs'}); the same command later collects them and runs the "
                           f"other notebooks: {shlex.join(without(command, '--fresh'))}", flush=True)
@@ -395,15 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     table = merge_timings(results / "tables" / f"reproduce_timings_{preset}.csv", timings)
     write_table(table, results / "tables" / f"reproduce_timings_{preset}", note=TIMINGS_NOTE)
     write_index(results, made_by(table))
-    if "03_ablation" in notebooks:        # the ablation's machine, what replicate compares; an --only call elsewhere keeps it
-        write_machine(results, preset)
     print(f"[reproduce] {len(timings)} notebooks in {total / 60:.1f} min; executed notebooks in "
           f"{results / 'notebooks'}, tables in {results / 'tables'}, figures in {results / 'figures'}")
-    committed, runs_table = root / "results", Path("tables") / f"ablation_runs_{preset}.csv"
-    if ("03_ablation" in notebooks and not pending_runs(results, preset) and results.resolve() != committed.resolve()
-            and (committed / runs_table).is_file() and (results / runs_table).is_file()):
-        same, calls, path = write_replication(committed, results, preset, command=(
-            f"python -m attnet.replicate {committed.relative_to(root)} {results_dir} --preset {preset} "
-            f"--out {results_dir}/tables/replication_{preset}"), out=results / "tables" / f"replication_{preset}")
-        print(f"[reproduce] {same} of {calls} ablation calls agree with the committed results/ (A: the committed "
-              f"reproduction, B: this one): {path}")
+    if agreement:
+        print(agreement, flush=True)

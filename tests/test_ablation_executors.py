@@ -1,6 +1,7 @@
 """An ablation's runs through each executor: submitit's local executor (the SLURM path, on this
 machine) gives the pool's table and, called again, collects instead of training; a killed driver
 leaves every run resumable."""
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from attnet.ablation import ABLATIONS, ablation_table, run_ablation
+import yaml
+
+from attnet.ablation import ABLATIONS, ablation_table, run_ablation, spec_config
 from attnet.config import load_config
 from attnet.data import synthetic
 
@@ -26,6 +29,31 @@ def smoke(tmp_path_factory):
     base = tmp_path_factory.mktemp("grid")
     synthetic.ensure(base / "data", **load_config("synthetic-smoke").data.synthetic)
     return base
+
+
+def test_a_later_call_collects_finished_runs_and_leaves_running_jobs_alone(tmp_path):
+    """What a SLURM user sees on the second call: finished runs in the table, a job still running
+    named as such, and nothing trained or submitted (no SLURM here: it would fail to submit)."""
+    results = tmp_path / "res"
+    cfg = spec_config("synthetic-smoke", ABLATIONS["GP only"], 0, str(results), epochs=1)
+    cfg.optim.amp = "off"                                                # as fit records it
+    run = results / "runs" / RUNS[0]
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    (run / "final.json").write_text(json.dumps({"test": {"top1": 62.5, "gp_top1": 62.5, "num_videos": 8},
+                                                "config": {"selection": "val"}}))
+    (run / "metrics.csv").write_text("epoch,train_top1\n1,40.0\n")
+    (results / "jobs").mkdir()
+    (results / "jobs" / f"{RUNS[1]}.json").write_text(json.dumps({"executor": "local", "job_id": str(os.getpid()),
+                                                                  "folder": str(results / "jobs" / "submitit")}))
+    runs = run_ablation(CONFIGS, [0], "synthetic-smoke", None, str(results), epochs=1, executor="slurm")
+    assert runs[["config", "status", "error"]].values.tolist() == [
+        ["GP only", "done", ""], ["full model", "running", f"job {os.getpid()}"]]
+    assert runs["test.top1"].iloc[0] == 62.5 and pd.isna(runs["test.top1"].iloc[1])
+    table = ablation_table(runs).set_index("configuration")
+    assert table.loc["GP only", "status"] == "done" and table.loc["full model", "status"] == "1 queued or running"
+    assert table.loc["full model", "seeds"] == "0/1"
+    assert not (results / "jobs" / "submitit").exists()
 
 
 def finals(results: Path) -> dict[str, float]:

@@ -2,7 +2,6 @@
 retrains; a run trained under other settings stops the call with both ways on; Ctrl-C says in one
 line what finished and how to continue; the reproduction lands in its own folder and is compared
 with the committed results. The notebooks are replaced by recorders."""
-import json
 import os
 import signal
 import shutil
@@ -114,4 +113,4 @@ def test_a_reproduction_goes_to_its_own_folder_and_is_compared_with_the_committe
     table = tmp_path / "reproduction" / "synthetic" / "tables" / "replication_synthetic.md"
     assert f"[reproduce] {calls} of {calls} ablation calls agree with the committed results/" in capsys.readouterr().out
     assert f"{calls} of {calls} calls agree." in table.read_text()
-    assert not json.loads((tmp_path / "reproduction" / "synthetic" / "machine_synthetic.json").read_text()) == {}
+    assert "machine not recorded" not in table.read_text()       # this reproduction's machine, written before
