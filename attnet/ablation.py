@@ -208,18 +208,18 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
         lost = []
         with device_pool(slots, threads) as pool:
             futures = {}
-            for i in pending:
-                config, spec, seed = tasks[i]
-                name = ablation_run_name(preset, spec, seed)
-                log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
-                resumes = resume or tries[i] > 0
-                append = resumes and record.has_run(Path(results_dir) / "runs" / name)   # what fit resumes
-                futures[pool.submit(_train_logged, log, append, preset, spec, seed, results_dir=results_dir,
-                                    resume=resumes, data_root=data_root, epochs=epochs,
-                                    threads=threads if len(slots) > 1 else None, workers=workers,
-                                    run_name=name)] = i
-                tries[i] += 1
             try:
+                for i in pending:
+                    config, spec, seed = tasks[i]
+                    name = ablation_run_name(preset, spec, seed)
+                    log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
+                    resumes = resume or tries[i] > 0
+                    append = resumes and record.has_run(Path(results_dir) / "runs" / name)   # what fit resumes
+                    futures[pool.submit(_train_logged, log, append, preset, spec, seed, results_dir=results_dir,
+                                        resume=resumes, data_root=data_root, epochs=epochs,
+                                        threads=threads if len(slots) > 1 else None, workers=workers,
+                                        run_name=name)] = i
+                    tries[i] += 1
                 for future in as_completed(futures):
                     i = futures[future]
                     try:
@@ -232,9 +232,9 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
                     rows[i] = _ablation_row(tasks[i], preset, run_dir, seconds, error)
             except KeyboardInterrupt:
                 stop_pool(pool)
-                done = sum(row is not None and row["status"] == "done" for row in rows)
-                started = sum(record.has_run(Path(results_dir) / "runs" / ablation_run_name(preset, spec, seed))
-                              for k, (_, spec, seed) in enumerate(tasks) if rows[k] is None)
+                dirs = [Path(results_dir) / "runs" / ablation_run_name(preset, spec, seed) for _, spec, seed in tasks]
+                done = sum((d / "final.json").is_file() for d in dirs)
+                started = sum(record.has_run(d) for d in dirs) - done
                 print(f"[ablation] stopped: {done} of {len(tasks)} runs finished, {started} stopped (each continues "
                       "from its last.pt); the same call with resume=True continues", flush=True)
                 raise

@@ -78,26 +78,30 @@ def test_submitit_local_gives_the_pools_table_and_a_second_call_trains_nothing(s
 
 
 @pytest.mark.slow
-def test_a_killed_driver_leaves_every_run_resumable(smoke):
-    """SIGKILL of the process running run_ablation once the first run has finished: its worker
-    exits too (no run left training or locked), and the same call keeps the finished run and
-    completes the other."""
-    results = smoke / "killed"
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_a_stopped_driver_leaves_every_run_resumable(smoke, stop):
+    """SIGKILL or Ctrl-C of the process running run_ablation once the first run has finished: its
+    worker exits too (no run left training or locked), Ctrl-C says so in one line (no broken pool
+    per run), and the same call keeps the finished run and completes the other."""
+    results = smoke / f"stopped-{stop.name}"
     script = ("from attnet.ablation import ABLATIONS, run_ablation\n"
               f"run_ablation({{'GP only': ABLATIONS['GP only'], 'full model': ABLATIONS['full model']}}, [0], "
               f"'synthetic-smoke', {str(smoke / 'data')!r}, {str(results)!r}, epochs=2)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = results / "runs" / RUNS[0] / "final.json"
+    driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    first, second = results / "runs" / RUNS[0] / "final.json", results / "runs" / RUNS[1]
     deadline = time.monotonic() + 240
-    while not first.is_file() and driver.poll() is None and time.monotonic() < deadline:
+    while not (first.is_file() and second.is_dir()) and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert first.is_file() and driver.poll() is None
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    assert first.is_file() and second.is_dir() and driver.poll() is None       # the second run has started
+    driver.send_signal(stop)
+    out = driver.communicate(timeout=60)[0]
     finished = first.stat().st_mtime_ns
     assert not (results / "runs" / RUNS[1] / "final.json").is_file()
+    if stop == signal.SIGINT:
+        assert "[ablation] stopped: 1 of 2 runs finished, 1 stopped (each continues from its last.pt)" in out, out
+        assert "BrokenProcessPool" not in out and "full model" not in out.split("[ablation] stopped")[0]
     runs = run_ablation(CONFIGS, [0], "synthetic-smoke", str(smoke / "data"), str(results), epochs=2)
     assert runs["status"].tolist() == ["done", "done"], runs["error"].tolist()      # no run left locked
     assert first.stat().st_mtime_ns == finished
