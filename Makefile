@@ -9,6 +9,8 @@ JOBS   ?= 2
 
 .PHONY: reproduce test test-unit test-slow test-notebooks lab lab-screenshot tensorboard bench system-deps clean
 
+# Into reproduction/$(PRESET), compared at the end with the committed results/; run again, it keeps
+# the finished runs and continues the others.
 reproduce: $(STAMP) system-deps
 	$(PY) -m attnet reproduce --preset $(PRESET)
 

@@ -9,19 +9,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import multiprocessing
 import os
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
+import submitit
+import yaml
 
 from attnet import stats
 from attnet.config import Config, ModelConfig, load_config, run_name
 from attnet.engine import fit, record
+from attnet.executors import (EXECUTORS, cpu_share, device_pool, job_record, job_state, pool_slots, stop_pool,
+                              submitit_executor)
 from attnet.experiments import notebook_param, run_overrides
 from attnet.tables import paired_table
 
@@ -78,7 +81,7 @@ def ablation_run_name(preset: str, spec: dict, seed: int) -> str:
 
 def spec_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "results/smoke", resume: bool = True,
                 data_root: str | None = None, epochs: int | None = None, threads: int | None = None,
-                device: str = "auto", run_name: str | None = None) -> Config:
+                device: str = "auto", run_name: str | None = None, workers: int | None = None) -> Config:
     """The config train_config trains: also what a finished run of it must have been trained with."""
     model = spec_model(spec)
     overrides = run_overrides(results_dir, resume, data_root) + [
@@ -88,15 +91,17 @@ def spec_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "resu
     overrides += [f"optim.amp={spec['amp']}"] if spec.get("amp") else []
     overrides += [f"run.name={run_name}"] if run_name else []
     overrides += [f"run.threads={threads}"] if threads else []
+    overrides += [f"data.workers={workers}"] if workers is not None else []
     return load_config(preset, overrides)
 
 
 def train_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "results/smoke", resume: bool = True,
                  data_root: str | None = None, epochs: int | None = None, threads: int | None = None,
-                 device: str = "auto", run_name: str | None = None) -> tuple[Path, dict]:
+                 device: str = "auto", run_name: str | None = None, workers: int | None = None) -> tuple[Path, dict]:
     """Train and test one configuration (an ablation row) with one seed; (run directory, its
     final.json). What notebook 02 runs, and what every run of run_ablation's pool calls."""
-    run_dir = fit(spec_config(preset, spec, seed, results_dir, resume, data_root, epochs, threads, device, run_name))
+    run_dir = fit(spec_config(preset, spec, seed, results_dir, resume, data_root, epochs, threads, device, run_name,
+                              workers))
     return run_dir, json.loads((run_dir / "final.json").read_text())
 
 
@@ -118,14 +123,19 @@ def choose_ablations(configs, extra_configs=None, preset: str | None = None) -> 
     return check_ablations(chosen)
 
 
-def _pool_threads(threads: int) -> None:
-    """Worker initializer: this worker's share of the CPU cores."""
-    import torch
-    torch.set_num_threads(threads)
+class AblationJob(submitit.helpers.Checkpointable):
+    """One run as a submitit job: _train_logged, and, when SLURM preempts it or its time runs out,
+    the same run submitted again to resume from its last.pt (its log appended to)."""
+
+    def __call__(self, log: Path, append: bool, *args, **kwargs) -> tuple[Path | None, float, str]:
+        return _train_logged(log, append, *args, **kwargs)
+
+    def checkpoint(self, log: Path, append: bool, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
+        return submitit.helpers.DelayedSubmission(self, log, True, *args, **(kwargs | {"resume": True}))
 
 
 def _train_logged(log: Path, append: bool, *args, **kwargs) -> tuple[Path | None, float, str]:
-    """train_config in a pool worker: (run directory or None, seconds, one-line error
+    """train_config in a pool worker or a job: (run directory or None, seconds, one-line error
     or ""). Its output (epoch lines, warnings, a failure's traceback) goes to `log`, not to the
     terminal of `attnet reproduce`: appended when the run goes on from an earlier try, else
     written afresh (a retrained run's log holds no earlier reproduction's output)."""
@@ -139,22 +149,55 @@ def _train_logged(log: Path, append: bool, *args, **kwargs) -> tuple[Path | None
             return None, time.perf_counter() - tic, _last_line(err)
 
 
+def settings_error(preset: str, spec: dict, seed: int, results_dir: str, data_root: str | None = None,
+                   epochs: int | None = None) -> str:
+    """Why the finished run of this row and seed cannot enter its table (record.check_finished's
+    message: trained with other settings), or "". optim.amp=auto matches the precision it resolved
+    to where the run trained (another machine's GPU, say)."""
+    cfg = spec_config(preset, spec, seed, results_dir, data_root=data_root, epochs=epochs,
+                      run_name=ablation_run_name(preset, spec, seed))
+    run_dir = Path(cfg.run.out_dir) / cfg.run_name
+    if not (run_dir / "final.json").is_file():
+        return ""
+    if cfg.optim.amp == "auto":
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+        amp = saved.get("optim", {}).get("amp", "auto")
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, amp=amp))
+    try:
+        record.check_finished(run_dir, cfg)
+    except ValueError as err:
+        return str(err)
+    return ""
+
+
 def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | None, results_dir: str,
-                 resume: bool = True, epochs: int | None = None, jobs: int = 1) -> pd.DataFrame:
+                 resume: bool = True, epochs: int | None = None, jobs: int | None = None,
+                 executor: str = "pool", slurm: dict | None = None) -> pd.DataFrame:
     """Train every configuration x seed with train_config (what notebook 02
     runs); a failure is recorded (with its one-line error) and the others go on. One row per run,
     with its test metrics, in table order. Each run's output goes to results_dir/logs/ablation/.
 
-    The runs go through a pool of `jobs` worker processes started once (no interpreter, imports
-    or Jupyter kernel per run), each with cores // jobs torch threads: on 2 CPU cores two 1-thread
-    runs finish sooner than one 2-thread run after another (small convs scale poorly over
-    threads; `python -m attnet.bench model --threads 1` prints it). The workers are spawned, so
-    they import the caller's main module: a script calls run_ablation under
-    `if __name__ == "__main__":` (notebooks need nothing)."""
+    executor "pool" (the default): a pool of worker processes started once (no interpreter,
+    imports or Jupyter kernel per run). On GPUs each worker sees one (the preset's
+    reproduce.cuda.jobs_per_gpu workers per GPU, GPUs x that many in all unless `jobs` says);
+    on a CPU `jobs` workers (default 1). Each gets cores // workers torch threads: on 2 CPU cores
+    two 1-thread runs finish sooner than one 2-thread run after another (small convs scale poorly
+    over threads; `python -m attnet.bench model --threads 1` prints it), and at most as many loader
+    workers. The workers are spawned, so they import the caller's main module: a script calls
+    run_ablation under `if __name__ == "__main__":` (notebooks need nothing). Ctrl-C stops them
+    and says how many runs finished; the same call continues the others from their last.pt.
+
+    "slurm" / "submitit-local": see submit_ablation."""
     check_ablations(configs)
-    jobs = max(1, jobs)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r}: choose from {', '.join(EXECUTORS)}")
     tasks = [(config, spec, seed) for config, spec in configs.items() for seed in seeds]
+    if executor != "pool":
+        return submit_ablation(tasks, preset, data_root, results_dir, resume, epochs, jobs, executor, slurm or {})
+    cfg = load_config(preset)
+    slots = pool_slots(jobs, cfg.reproduce.cuda.jobs_per_gpu)
+    threads = cpu_share(len(slots))
+    workers = threads if cfg.data.workers > threads else None     # loader workers beyond the run's cores: fewer
     report_progress({"event": "start", "total": len(tasks)})
     rows: list[dict | None] = [None] * len(tasks)
     pending, tries = list(range(len(tasks))), [0] * len(tasks)
@@ -163,37 +206,121 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     # checkpoint by another worker's death has made no progress, and its second try may die too.
     while pending:
         lost = []
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_pool_threads, initargs=(threads,)) as pool:
+        with device_pool(slots, threads) as pool:
             futures = {}
-            for i in pending:
-                config, spec, seed = tasks[i]
-                name = ablation_run_name(preset, spec, seed)
-                log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
-                resumes = resume or tries[i] > 0
-                append = resumes and record.has_run(Path(results_dir) / "runs" / name)   # what fit resumes
-                futures[pool.submit(_train_logged, log, append, preset, spec, seed, results_dir=results_dir,
-                                    resume=resumes, data_root=data_root, epochs=epochs,
-                                    threads=threads if jobs > 1 else None, run_name=name)] = i
-                tries[i] += 1
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    run_dir, seconds, error = future.result()
-                except BrokenProcessPool as err:
-                    if tries[i] < 3:
-                        lost.append(i)
-                        continue
-                    run_dir, seconds, error = None, float("nan"), _last_line(err)
-                rows[i] = _ablation_row(tasks[i], preset, run_dir, seconds, error)
+            try:
+                for i in pending:
+                    config, spec, seed = tasks[i]
+                    name = ablation_run_name(preset, spec, seed)
+                    log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
+                    resumes = resume or tries[i] > 0
+                    append = resumes and record.has_run(Path(results_dir) / "runs" / name)   # what fit resumes
+                    futures[pool.submit(_train_logged, log, append, preset, spec, seed, results_dir=results_dir,
+                                        resume=resumes, data_root=data_root, epochs=epochs,
+                                        threads=threads if len(slots) > 1 else None, workers=workers,
+                                        run_name=name)] = i
+                    tries[i] += 1
+                for future in as_completed(futures):
+                    i = futures[future]
+                    try:
+                        run_dir, seconds, error = future.result()
+                    except BrokenProcessPool as err:
+                        if tries[i] < 3:
+                            lost.append(i)
+                            continue
+                        run_dir, seconds, error = None, float("nan"), _last_line(err)
+                    rows[i] = _ablation_row(tasks[i], preset, run_dir, seconds, error)
+            except KeyboardInterrupt:
+                stop_pool(pool)
+                dirs = [Path(results_dir) / "runs" / ablation_run_name(preset, spec, seed) for _, spec, seed in tasks]
+                done = sum((d / "final.json").is_file() for d in dirs)
+                started = sum(record.has_run(d) for d in dirs) - done
+                print(f"[ablation] stopped: {done} of {len(tasks)} runs finished, {started} stopped (each continues "
+                      "from its last.pt); the same call with resume=True continues", flush=True)
+                raise
         pending = sorted(lost)
     return pd.DataFrame(rows)
+
+
+def submit_ablation(tasks: list[tuple], preset: str, data_root: str | None, results_dir: str, resume: bool,
+                    epochs: int | None, jobs: int | None, executor: str, slurm: dict) -> pd.DataFrame:
+    """The runs as submitit jobs, one per run. "slurm": one job array, submitted and left (partition,
+    account, time in minutes, gpus, cpus from `slurm`, else the preset's reproduce.slurm); each job
+    is requeued when preempted or out of time and resumes from its last.pt. "submitit-local": the
+    same jobs on this machine (`jobs` at a time, each on its GPU slot), waited for. Job ids go to
+    results_dir/jobs/; a later call trains no finished run, submits no run whose job is still
+    queued or running (its row says which), and submits the rest again (resuming)."""
+    cfg = load_config(preset)
+    budget = dataclasses.asdict(cfg.reproduce.slurm) | {k: v for k, v in slurm.items() if v is not None}
+    budget["cpus"] = budget["cpus"] or cfg.data.workers + 2
+    slots = pool_slots(jobs, cfg.reproduce.cuda.jobs_per_gpu)       # submitit-local: as the pool's workers
+    threads = budget["cpus"] if executor == "slurm" else cpu_share(len(slots))
+    workers = threads if executor != "slurm" and cfg.data.workers > threads else None
+    jobs_dir = Path(results_dir) / "jobs"
+    report_progress({"event": "start", "total": len(tasks)})
+    rows: list[dict | None] = [None] * len(tasks)
+    submit = []
+    for i, (config, spec, seed) in enumerate(tasks):
+        name = ablation_run_name(preset, spec, seed)
+        run_dir, state = Path(results_dir) / "runs" / name, job_state(jobs_dir / f"{name}.json")
+        if state != "ended":
+            rows[i] = _ablation_row(tasks[i], preset, None, float("nan"), f"job {_job_id(jobs_dir, name)}", state)
+        elif resume and (run_dir / "final.json").is_file():
+            error = settings_error(preset, spec, seed, results_dir, data_root, epochs)
+            rows[i] = _ablation_row(tasks[i], preset, None if error else run_dir, float("nan"), error)
+        else:
+            log = Path(results_dir) / "logs" / "ablation" / f"{name}.log"
+            submit.append((i, name, (log, resume and record.has_run(run_dir), preset, spec, seed),
+                           dict(results_dir=results_dir, resume=resume, data_root=data_root, epochs=epochs,
+                                threads=threads if executor == "slurm" or len(slots) > 1 else None,
+                                workers=workers, run_name=name)))
+    folder = jobs_dir / "submitit"
+    if executor == "slurm" and submit:
+        executor_ = submitit_executor("slurm", folder, budget)
+        with executor_.batch():
+            submitted = [executor_.submit(AblationJob(), *args, **kwargs) for _, _, args, kwargs in submit]
+        for (i, name, _, _), job in zip(submit, submitted):
+            job_record(jobs_dir / f"{name}.json", "slurm", job)
+            rows[i] = _ablation_row(tasks[i], preset, None, float("nan"), f"job {job.job_id}", "queued")
+    elif executor != "slurm":
+        free, running = list(slots), {}
+        while submit or running:
+            while submit and free:
+                i, name, args, kwargs = submit.pop(0)
+                slot = free.pop(0)
+                job = submitit_executor("local", folder, budget, slot).submit(AblationJob(), *args, **kwargs)
+                job_record(jobs_dir / f"{name}.json", "local", job)
+                running[i] = (job, slot)
+            time.sleep(0.2)
+            for i, (job, slot) in list(running.items()):
+                if job.done():
+                    del running[i]
+                    free.append(slot)
+                    run_dir, seconds, error = _job_result(job)
+                    rows[i] = _ablation_row(tasks[i], preset, run_dir, seconds, error)
+    pending = [row for row in rows if row["status"] in ("queued", "running")]
+    if pending:
+        print(f"[ablation] {len(pending)} of {len(tasks)} runs queued or running (job ids in {jobs_dir}); the same "
+              "call collects them when they have finished", flush=True)
+    return pd.DataFrame(rows)
+
+
+def _job_id(jobs_dir: Path, name: str) -> str:
+    return json.loads((jobs_dir / f"{name}.json").read_text())["job_id"]
+
+
+def _job_result(job) -> tuple[Path | None, float, str]:
+    """(run directory or None, seconds, error) of an ended job, also of one that died without its result."""
+    try:
+        return job.result()
+    except Exception as err:          # killed, or out of requeues: what its log says
+        return None, float("nan"), _last_line(err)
 
 
 def run_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str,
             status: str = "failed") -> dict:
     """One run's row of an ablation table: its test metrics and last-epoch train top-1, or, with
-    `error`, that `status` and the error."""
+    `error`, that `status` ("failed"; "queued" or "running" with its job) and the error."""
     config, spec, seed = task
     row = {"config": config, "seed": seed, "run": ablation_run_name(preset, spec, seed), "status": "done",
            "error": "", "seconds": seconds}
@@ -206,10 +333,11 @@ def run_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, erro
     return row
 
 
-def _ablation_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str) -> dict:
+def _ablation_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str,
+                  status: str = "failed") -> dict:
     """One run's row (its test metrics, or its error), printed and reported as it comes."""
     config, spec, seed = task
-    row = run_row(task, preset, run_dir, seconds, error)
+    row = run_row(task, preset, run_dir, seconds, error, status)
     result = f"top1 {row['test.top1']:.1f}" if row["status"] == "done" else row["error"]
     print(f"  {config:28s} seed {seed}: {row['status']} {result}", flush=True)
     report_progress({"event": "run", "run": f"{config}, seed {seed}", "status": row["status"], "result": result})
@@ -251,7 +379,9 @@ def ablation_table(runs: pd.DataFrame, reference: str = REFERENCE, level: float 
         row["last-epoch train top-1 (min)"] = f"{train.min():.1f}" if len(train) else ""
         row[f"Δ vs {reference}"], row["call"] = p["Δ"], p["call"]
         failed = group[group["status"] == "failed"]
-        row["status"] = "done" if failed.empty else f"failed: {failed['error'].iloc[0]}"
+        pending = group["status"].isin(["queued", "running"]).sum()
+        row["status"] = (f"failed: {failed['error'].iloc[0]}" if len(failed) else
+                         f"{pending} queued or running" if pending else "done")
         out.append(row)
     table = pd.DataFrame(out)
     table.attrs["note"] = ablation_note(runs, reference, level)

@@ -46,7 +46,7 @@ def _export(args: argparse.Namespace) -> None:
 
 DELEGATED = {"data": ("attnet.data.cli", "datasets: synth, check, layout, reencode, extract-frames"),
              "bench": ("attnet.bench", "benchmarks: model, data, gpu, run"),
-             "reproduce": ("attnet.reproduce", "run the notebooks 00-06 with papermill"),
+             "reproduce": ("attnet.reproduce", "run the notebooks 00-06 with papermill into reproduction/<preset>"),
              "replicate": ("attnet.replicate", "compare two results folders call by call")}
 
 

@@ -108,7 +108,18 @@ class RunConfig:
 @dataclass
 class Budget:
     seeds: int = 5                      # paired seeds 0..seeds-1 of every ablation row (and of 07 / 08)
-    jobs: int | None = None             # runs trained at once; None: 2 on a multi-core CPU, 1 on a GPU
+    jobs: int | None = None             # runs trained at once; None: 2 on a multi-core CPU, GPUs x jobs_per_gpu
+    jobs_per_gpu: int = 1               # runs sharing one GPU, each worker seeing only its own
+
+
+@dataclass
+class SlurmBudget:
+    """One SLURM job per run (`attnet reproduce --executor slurm`); flags of the same names win."""
+    partition: str | None = None        # None: the cluster's default partition
+    account: str | None = None
+    time: int = 1440                    # minutes per job; a job that runs out is requeued and resumes
+    gpus: int = 1                       # GPUs per job
+    cpus: int | None = None             # CPU cores per job; None: data.workers + 2
 
 
 @dataclass
@@ -117,6 +128,7 @@ class ReproduceConfig:
     affords more paired seeds than a 2-core CPU (narrower intervals, the same runs)."""
     cpu: Budget = field(default_factory=Budget)
     cuda: Budget = field(default_factory=Budget)
+    slurm: SlurmBudget = field(default_factory=SlurmBudget)
 
 
 @dataclass
@@ -256,7 +268,7 @@ def validate(cfg: Config) -> Config:
                           f"got {streams}")
     for kind, budget in asdict(cfg.reproduce).items():
         for key, value in budget.items():
-            if value is not None and value <= 0:
+            if isinstance(value, (int, float)) and value <= 0:
                 raise ConfigError(f"reproduce.{kind}.{key}: must be > 0, got {value}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")

@@ -51,6 +51,26 @@ def compare_calls(runs_a: pd.DataFrame, runs_b: pd.DataFrame, level: float = 0.9
     return pd.DataFrame(rows)
 
 
+def write_replication(a: str | Path, b: str | Path, preset: str, out: str | Path | None = None,
+                      command: str | None = None) -> tuple[int, int, Path]:
+    """compare_calls of results folders `a` and `b`, written with both machines and the command
+    that made it under `out` (default: <a>/tables/replication_<preset>); (calls that agree, calls, .md path)."""
+    table = compare_calls(load_runs_table(a, preset), load_runs_table(b, preset))
+    machines = []
+    for label, folder in (("A", a), ("B", b)):
+        path = Path(folder) / f"machine_{preset}.json"
+        info = json.loads(path.read_text()) if path.is_file() else {}
+        machines.append(f"{label} = `{folder}`: {machine_text(info) if info else 'machine not recorded'}.")
+    same = int((table["same call"] == "yes").sum())
+    command = command or f"python -m attnet.replicate {a} {b} --preset {preset}" + (f" --out {out}" if out else "")
+    note = (f"{same} of {len(table)} calls agree. " + " ".join(machines) +
+            " Calls: the paired 95 % t-interval of each configuration minus "
+            f"the full model, seed by seed; better / worse only where it excludes 0. Made by `{command}`.")
+    out = Path(out) if out else Path(a) / "tables" / f"replication_{preset}"
+    write_table(table, out, note=note)
+    return same, len(table), out.with_suffix(".md")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m attnet.replicate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,21 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None,
                         help="table stem (default: <a>/tables/replication_<preset>)")
     args = parser.parse_args(argv)
-    table = compare_calls(load_runs_table(args.a, args.preset), load_runs_table(args.b, args.preset))
-    machines = []
-    for label, folder in (("A", args.a), ("B", args.b)):
-        path = Path(folder) / f"machine_{args.preset}.json"
-        info = json.loads(path.read_text()) if path.is_file() else {}
-        machines.append(f"{label} = `{folder}`: {machine_text(info) if info else 'machine not recorded'}.")
-    same = (table["same call"] == "yes").sum()
-    note = (f"{same} of {len(table)} calls agree. " + " ".join(machines) +
-            " Calls: the paired 95 % t-interval of each configuration minus "
-            "the full model, seed by seed; better / worse only where it excludes 0. Made by "
-            f"`python -m attnet.replicate {args.a} {args.b} --preset {args.preset}"
-            + (f" --out {args.out}" if args.out else "") + "`.")
-    out = Path(args.out) if args.out else Path(args.a) / "tables" / f"replication_{args.preset}"
-    write_table(table, out, note=note)
-    print(f"{same}/{len(table)} calls agree; wrote {out}.md")
+    same, total, path = write_replication(args.a, args.b, args.preset, args.out)
+    print(f"{same}/{total} calls agree; wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,31 +1,43 @@
 """`attnet reproduce`: run the kit's notebooks 00-06 with papermill and collect tables and figures.
 
     attnet reproduce --preset synthetic                       # the default CPU reproduction
-    attnet reproduce --preset hmdb51 --data-root /data/hmdb51 # the paper's experiments, on a GPU
-    attnet reproduce --only 03_ablation --resume              # one notebook, finished runs kept
+    attnet reproduce --preset hmdb51 --data-root /data/hmdb51 # the paper's experiments, on GPUs
+    attnet reproduce --preset hmdb51 --executor slurm --partition gpu   # the ablation as a SLURM job array
+    attnet reproduce --only 03_ablation --fresh               # one notebook, its runs retrained
 
-It runs inside a checkout (the notebooks are not part of the installed package).
+A reproduction goes into its own folder (reproduction/<preset>, or --results) and ends by
+comparing its ablation's calls with the committed results/, call by call. The same command again
+keeps every finished run, continues the unfinished ones from their last.pt and, with a
+submitit executor, collects the jobs an earlier call submitted. It runs inside a checkout (the
+notebooks are not part of the installed package).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from attnet.ablation import ABLATIONS, PROGRESS_ENV, REFERENCE, ablation_run_name, choose_ablations
+from attnet.ablation import ABLATIONS, PROGRESS_ENV, REFERENCE, ablation_run_name, choose_ablations, settings_error
 from attnet.config import CONFIG_DIR, PRESET_PATH, load_config
+from attnet.executors import EXECUTORS, gpu_count
 from attnet.files import git_commit
 from attnet.machine import cpu_facts, cpu_label, write_machine
+from attnet.replicate import write_replication
 from attnet.tables import write_table
 
+KERNELS: weakref.WeakSet = weakref.WeakSet()     # the kernel managers running notebooks, for Ctrl-C to stop
 NOTEBOOKS = ("00_quickstart", "01_data", "02_train_eval", "03_ablation", "04_attention", "05_results", "06_transfer")
 
 
@@ -62,6 +74,10 @@ def kernel_manager_class() -> type:
                 return super()._ip_default()
             Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
             return str(Path(jupyter_runtime_dir()) / f"attnet-{uuid.uuid4().hex[:12]}-ipc")
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            KERNELS.add(self)
 
         async def _async_interrupt_kernel(self) -> None:
             """No SIGINT on the way out: jupyter_client interrupts before every shutdown, and a kernel
@@ -140,21 +156,18 @@ def device_kind() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def default_jobs(kind: str) -> int:
-    """One run at a time on a GPU; two on a multi-core CPU (see run_ablation)."""
-    return 1 if kind == "cuda" else min(2, os.cpu_count() or 1)
-
-
 def budget(preset: str, kind: str, seeds: list[int] | None = None, jobs: int | None = None) -> tuple[list[int], int]:
-    """(seeds, jobs) of a reproduce call on a `kind` device: what the command line says, else the
-    preset's reproduce.<kind> budget, else default_jobs."""
+    """(seeds, runs at once) of a reproduce call on a `kind` device: what the command line says,
+    else the preset's reproduce.<kind> budget, else GPUs x its jobs_per_gpu on GPUs and two runs
+    on a multi-core CPU (see run_ablation)."""
     chosen = getattr(load_config(preset).reproduce, kind)
-    return seeds or list(range(chosen.seeds)), jobs or chosen.jobs or default_jobs(kind)
+    default = max(1, gpu_count()) * chosen.jobs_per_gpu if kind == "cuda" else min(2, os.cpu_count() or 1)
+    return seeds or list(range(chosen.seeds)), jobs or chosen.jobs or default
 
 
 def fresh_runs(notebooks, preset: str, seeds, runs: Path) -> list[Path]:
-    """The finished runs that a call without --resume retrains, and so deletes first: the runs its
-    notebooks train and no others."""
+    """The runs that a call retrains with --fresh, and so deletes first: the runs its notebooks
+    train and no others (also what a stopped call counts as finished or stopped)."""
     full = ABLATIONS[REFERENCE]
     ablation = {ablation_run_name(preset, spec, s) for spec in choose_ablations("all", preset=preset).values()
                 for s in seeds}
@@ -207,25 +220,108 @@ def write_index(results: Path, note: str) -> Path:
     return path
 
 
+def changed_runs(preset: str, seeds, results: str, data_root: str | None, epochs: int | None) -> list[str]:
+    """One line per finished ablation run that this call would not reuse (trained with other
+    settings): record.check_finished's reason, and the two ways on, keep or retrain."""
+    lines = []
+    for spec in choose_ablations("all", preset=preset).values():
+        for seed in seeds:
+            error = settings_error(preset, spec, seed, results, data_root, epochs)
+            if error:
+                lines.append(error.split("; retrain it")[0])
+    return lines
+
+
+def keep_or_retrain(command: list[str], run_dir: Path, epochs: int | None) -> str:
+    """The two commands for a finished run trained with other settings: its own epochs (what
+    --epochs sets), or --fresh."""
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    keep = ("`" + shlex.join(without(command, "--epochs", 1) + ["--epochs", str(saved["optim"]["epochs"])]) + "`"
+            if epochs != saved["optim"]["epochs"] else "the preset as it was when the run trained")
+    return f"keep it: {keep}; retrain it: `{shlex.join(without(command, '--fresh') + ['--fresh'])}`"
+
+
+def without(command: list[str], flag: str, values: int = 0) -> list[str]:
+    """`command` without `flag` (and the `values` words after it)."""
+    out, skip = [], 0
+    for word in command:
+        if skip:
+            skip -= 1
+        elif word == flag:
+            skip = values
+        else:
+            out.append(word)
+    return out
+
+
+def stop_kernels() -> None:
+    """Ctrl-C: every notebook kernel stops now, with the runs it trains (its process group): what
+    they finished stays, and each unfinished run continues from its last.pt."""
+    for manager in list(KERNELS):
+        process = getattr(manager.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(manager.provisioner.pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def compare_with_committed(root: Path, results: Path, results_dir: str, preset: str) -> str:
+    """A reproduction's ablation against the committed results/, call by call (attnet.replicate), in
+    its tables/replication_<preset> (which 05_results shows); the line that says how many agree,
+    or "" where there is nothing to compare."""
+    committed, runs_table = root / "results", Path("tables") / f"ablation_runs_{preset}.csv"
+    if results.resolve() == committed.resolve() or not (committed / runs_table).is_file() \
+            or not (results / runs_table).is_file():
+        return ""
+    same, calls, path = write_replication(committed, results, preset, command=(
+        f"python -m attnet.replicate results {results_dir} --preset {preset} "
+        f"--out {results_dir}/tables/replication_{preset}"), out=results / "tables" / f"replication_{preset}")
+    return (f"[reproduce] {same} of {calls} ablation calls agree with the committed results/ (A: the committed "
+            f"reproduction, B: this one): {path}")
+
+
+def pending_runs(results: Path, preset: str) -> int:
+    """Ablation runs a submitit executor left queued or running (03's runs table says)."""
+    path = results / "tables" / f"ablation_runs_{preset}.csv"
+    return int(pd.read_csv(path)["status"].isin(["queued", "running"]).sum()) if path.is_file() else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="attnet reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="synthetic")
     parser.add_argument("--data-root", default=None, help="dataset root (default: the preset's)")
     parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, default=None, help="run only these notebooks")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep this preset's finished runs (final.json); without it the runs the called notebooks "
-                             "train are deleted and retrained")
+    parser.add_argument("--fresh", action="store_true",
+                        help="retrain: the runs the called notebooks train are deleted first (default: finished runs "
+                             "are kept and unfinished ones continue from their last.pt)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="seeds of the ablation (default: 0..N-1, N from the preset's reproduce.cpu / .cuda budget)")
-    parser.add_argument("--results", default="results", help="where tables, figures and runs go")
+    parser.add_argument("--results", default=None,
+                        help="where tables, figures and runs go (default: reproduction/<preset>, compared with the "
+                             "committed results/ at the end; maintainers regenerate results/ with --results results)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs of every run (default: the preset's); fewer for a quick look")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="ablation runs trained at once (default: the preset's budget, else 1 on a GPU, "
-                             "2 on a CPU with 2+ cores)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+                        help="ablation runs trained at once (default: the preset's budget, else GPUs x its "
+                             "reproduce.cuda.jobs_per_gpu on GPUs, 2 on a CPU with 2+ cores)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="pool",
+                        help="where the ablation's runs train: a process pool here (default), one SLURM job each "
+                             "(one array, submitted and left: the same command later collects them), or submitit's "
+                             "local executor (the SLURM path, on this machine)")
+    slurm = parser.add_argument_group("--executor slurm (default: the preset's reproduce.slurm)")
+    slurm.add_argument("--partition", default=None)
+    slurm.add_argument("--account", default=None)
+    slurm.add_argument("--time", type=int, default=None, help="minutes per job; a job out of time resumes in a new one")
+    slurm.add_argument("--gpus", type=int, default=None, help="GPUs per job")
+    slurm.add_argument("--cpus", type=int, default=None, help="CPU cores per job")
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(words)
 
+    if args.executor == "slurm" and not shutil.which("sbatch"):
+        raise SystemExit("--executor slurm: no sbatch here; run it on a SLURM login node (or try the same path with "
+                         "--executor submitit-local)")
     root = project_root()
     preset = args.preset
     if preset.endswith((".yaml", ".yml")):   # a preset file: the notebooks get its name and find it by name
@@ -234,28 +330,50 @@ def main(argv: list[str] | None = None) -> None:
         if (CONFIG_DIR / f"{preset}.yaml").is_file() and (CONFIG_DIR / f"{preset}.yaml").resolve() != path:
             raise SystemExit(f"{path}: a preset named {preset!r} ships in {CONFIG_DIR}; rename your file")
         os.environ[PRESET_PATH] = os.pathsep.join(filter(None, [str(path.parent), os.environ.get(PRESET_PATH)]))
-    results = Path(args.results)
+    results = Path(args.results or Path("reproduction") / preset)
     if not results.is_absolute():
         results = Path.cwd() / results
-    command = "attnet reproduce " + " ".join(sys.argv[1:] if argv is None else argv)
-    commit = git_commit(root, short=True, ignore="results") or "unknown"   # before the notebooks rewrite results/
+    command = ["attnet", "reproduce", *words]
+    commit = git_commit(root, short=True, ignore="results") or "unknown"   # before the notebooks write results
     kind = device_kind()
     seeds, jobs = budget(preset, kind, args.seeds, args.jobs)
-    print(f"[reproduce] {kind}: seeds {seeds}, {jobs} run(s) at a time", flush=True)
-    notebooks = args.only or NOTEBOOKS
-    if not args.resume:                   # a fresh reproduction: the runs its notebooks make go first
+    where = f"{jobs} run(s) at a time" if args.executor == "pool" else f"one {args.executor} job per run"
+    print(f"[reproduce] {kind}: seeds {seeds}, {where}; into {results}", flush=True)
+    notebooks = list(args.only or NOTEBOOKS)
+    # Inside the checkout the notebooks (which run there) get a relative results_dir, so tables
+    # name files as reproduction/..., the same on every machine.
+    inside = results.resolve().is_relative_to(root.resolve())
+    results_dir = str(results.resolve().relative_to(root.resolve()) if inside else results)
+    if args.fresh:                        # a fresh reproduction: the runs its notebooks make go first
         for old in fresh_runs(notebooks, preset, seeds, results / "runs"):
             shutil.rmtree(old)
+    elif "03_ablation" in notebooks:
+        changed = changed_runs(preset, seeds, str(results), args.data_root, args.epochs)
+        if changed:
+            first = results / "runs" / Path(changed[0].split(":")[0]).parent.name
+            for line in changed:
+                print(f"[reproduce] {line}", flush=True)
+            raise SystemExit(f"[reproduce] {len(changed)} finished run(s) trained with other settings; "
+                             + keep_or_retrain(command, first, args.epochs))
+    if args.executor != "pool" and "03_ablation" in notebooks:    # the jobs first: the others reuse their runs
+        notebooks.remove("03_ablation")
+        notebooks.insert(0, "03_ablation")
     # resume=True inside: later notebooks reuse the runs earlier ones made (04 and 06 use the
-    # full model that 02 / 03 trained). Inside the checkout the notebooks (which run there) get
-    # a relative results_dir, so tables name files as results/..., the same on every machine.
-    inside = results.resolve().is_relative_to(root.resolve())
-    params = {"preset": preset, "data_root": args.data_root,
-              "results_dir": str(results.resolve().relative_to(root.resolve()) if inside else results),
-              "resume": True, "seeds": seeds, "configs": "all", "jobs": jobs,
-              "epochs": args.epochs}
-    timings = []
+    # full model that 02 / 03 trained).
+    params = {"preset": preset, "data_root": args.data_root, "results_dir": results_dir,
+              "resume": True, "seeds": seeds, "configs": "all", "jobs": jobs, "epochs": args.epochs,
+              "executor": args.executor,
+              "slurm": {k: getattr(args, k) for k in ("partition", "account", "time", "gpus", "cpus")}}
+    timings, agreement = [], ""
     started = time.perf_counter()
+    interrupted = []
+
+    def on_interrupt(signum, frame):
+        interrupted.append(signum)
+        stop_kernels()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     with tempfile.TemporaryDirectory(prefix="attnet-progress-") as tmp:
         progress = Path(tmp) / "events.jsonl"
         os.environ[PROGRESS_ENV] = str(progress)        # inherited by the notebooks' kernels
@@ -269,16 +387,33 @@ def main(argv: list[str] | None = None) -> None:
                 timings.append({"notebook": name, "seconds": round(time.perf_counter() - tic, 1)})
                 print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s "
                       f"({time.perf_counter() - started:.0f} s so far)", flush=True)
+                if name == "03_ablation" and not pending_runs(results, preset):
+                    write_machine(results, preset)         # the ablation's machine, what replicate compares
+                    agreement = compare_with_committed(root, results, results_dir, preset)
+                elif name == "03_ablation":
+                    print(f"[reproduce] {pending_runs(results, preset)} ablation runs are queued or running "
+                          f"(job ids in {results / 'jobs'}); the same command later collects them and runs the "
+                          f"other notebooks: {shlex.join(without(command, '--fresh'))}", flush=True)
+                    notebooks = notebooks[:1]
+                    break
+        except BaseException:
+            if not interrupted:
+                raise
+            runs = fresh_runs(notebooks, preset, seeds, results / "runs")
+            done = sum((run / "final.json").is_file() for run in runs)
+            raise SystemExit(f"[reproduce] stopped: {done} runs finished, {len(runs) - done} stopped (each continues "
+                             f"from its last.pt); continue with: {shlex.join(without(command, '--fresh'))}") from None
         finally:
+            signal.signal(signal.SIGINT, previous)
             os.environ.pop(PROGRESS_ENV, None)
     total = time.perf_counter() - started
     machine = cpu_label(cpu_facts())      # results can come from calls on several machines: each row says its own
     for row in timings:
-        row.update(command=f"`{command}`", commit=commit, machine=machine)
+        row.update(command=f"`{shlex.join(command)}`", commit=commit, machine=machine)
     table = merge_timings(results / "tables" / f"reproduce_timings_{preset}.csv", timings)
     write_table(table, results / "tables" / f"reproduce_timings_{preset}", note=TIMINGS_NOTE)
     write_index(results, made_by(table))
-    if "03_ablation" in notebooks:        # the ablation's machine, what replicate compares; an --only call elsewhere keeps it
-        write_machine(results, preset)
     print(f"[reproduce] {len(timings)} notebooks in {total / 60:.1f} min; executed notebooks in "
           f"{results / 'notebooks'}, tables in {results / 'tables'}, figures in {results / 'figures'}")
+    if agreement:
+        print(agreement, flush=True)

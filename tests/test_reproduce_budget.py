@@ -1,5 +1,5 @@
 """What `attnet reproduce` trains by itself: the preset's budget for the device it finds, and, on a
-call without --resume, which earlier runs it deletes to retrain."""
+call with --fresh, which earlier runs it deletes to retrain."""
 import pytest
 import torch
 
@@ -8,12 +8,13 @@ from attnet.ablation import ABLATIONS, ablation_run_name
 from attnet.reproduce import budget, fresh_runs
 
 
-def test_a_gpu_takes_the_presets_bigger_budget_and_the_command_line_wins(monkeypatch):
+def test_gpus_take_the_presets_bigger_budget_jobs_per_gpu_each_and_the_command_line_wins(monkeypatch):
     monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(reproduce, "gpu_count", lambda: 2)
     assert budget("synthetic", "cpu") == ([0, 1, 2, 3, 4], 2)
-    assert budget("synthetic", "cuda") == (list(range(20)), 4)
+    assert budget("synthetic", "cuda") == (list(range(20)), 8)         # 2 GPUs x 4 runs each
     assert budget("synthetic", "cuda", seeds=[3, 7], jobs=1) == ([3, 7], 1)
-    assert budget("hmdb51", "cuda") == ([0, 1, 2, 3, 4], 1)          # no budget of its own: the defaults
+    assert budget("hmdb51", "cuda") == ([0, 1, 2, 3, 4], 2)            # the paper presets: one run per GPU
     monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 1)
     assert budget("hmdb51", "cpu") == ([0, 1, 2, 3, 4], 1)
 
@@ -23,6 +24,7 @@ def test_reproduce_on_a_gpu_hands_the_notebooks_the_gpu_budget(monkeypatch, tmp_
     recorder: the seeds and jobs they get are the preset's reproduce.cuda budget."""
     seen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(reproduce, "gpu_count", lambda: 1)
     monkeypatch.setattr(reproduce, "execute", lambda source, output, params, cwd: seen.append((source.stem, params)))
     reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "--results", str(tmp_path / "res")])
     assert [(name, p["seeds"], p["jobs"]) for name, p in seen] == [("03_ablation", list(range(20)), 4)]
@@ -73,7 +75,7 @@ def test_the_machine_record_is_the_ablations_and_every_timings_row_names_its_cpu
     reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "--results", str(res)])
     assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] == "CPU A"
     monkeypatch.setattr(machine, "_cpuinfo", lambda: ["model name : CPU B", "cpu family : 26", "model : 2"])
-    reproduce.main(["--preset", "synthetic", "--resume", "--only", "05_results", "--results", str(res)])
+    reproduce.main(["--preset", "synthetic", "--only", "05_results", "--results", str(res)])
     assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] == "CPU A"
     timings = pd.read_csv(res / "tables" / "reproduce_timings_synthetic.csv").set_index("notebook")["machine"]
     assert timings.to_dict() == {"03_ablation": "CPU A (family 6, model 143)", "05_results": "CPU B (family 26, model 2)"}
