@@ -62,10 +62,11 @@ class ClipTransform:
         each of the m output clips cut out and flipped as its row of crops [B, m, 4] says."""
         frames = F.resize(frames, [self.resize], antialias=True)
         s = self.size
-        out = [[frames[b, j, ..., top:top + s, left:left + s] for j, top, left, _ in rows]
-               for b, rows in enumerate(crops.tolist())]
-        return torch.stack([torch.stack([c.flip(-1) if flip else c for c, (*_, flip) in zip(clips, rows)])
-                            for clips, rows in zip(out, crops.tolist())])
+
+        def cut(b: int, j: int, top: int, left: int, flip: int) -> torch.Tensor:
+            clip = frames[b, j, ..., top:top + s, left:left + s]
+            return clip.flip(-1) if flip else clip
+        return torch.stack([torch.stack([cut(b, *row) for row in rows]) for b, rows in enumerate(crops.tolist())])
 
     def scale(self, clips: torch.Tensor) -> torch.Tensor:
         """uint8 -> float32 in [0, 1], normalised with the ImageNet statistics when asked."""
