@@ -78,6 +78,14 @@ def test_batched_resize_equals_the_per_clip_resize():
         assert batched.shape == (2, 3, 4, 3, 37, 54) and torch.equal(batched, per_clip)
 
 
+def test_the_float_resize_a_gpu_runs_is_within_one_level_of_the_cpu_uint8_one():
+    """CUDA has no uint8 antialiased kernel: torchvision resizes in float32 there and rounds."""
+    frames = textured(6, 48, 64)
+    native = v2.functional.resize(frames, [41], antialias=True)
+    via_float = v2.functional.resize(frames.float(), [41], antialias=True).round().to(torch.uint8)
+    assert 0 < (native.int() - via_float.int()).abs().max() <= 1
+
+
 @pytest.mark.parametrize("train, size, resize, hflip", [(True, 32, 44, True), (True, 31, 37, False),
                                                         (False, 31, 41, True), (False, 32, 32, True)])
 def test_items_and_batches_equal_the_float_pipeline_bit_for_bit(mixed_root, train, size, resize, hflip):
@@ -103,7 +111,7 @@ def test_multi_clip_three_crop_batches_equal_the_float_pipeline(mixed_root):
     ds = build_dataset("list", mixed_root, subset="test", segments=3, num_clips=2, size=32, resize=36,
                        three_crop=True, list_file=mixed_root / "same.txt")
     expected = torch.stack(float_items(ds, range(3), float_pipeline(False, 32, 36, three_crop=True)))
-    batch, labels = next(iter(build_loader(ds, batch_size=3, train=False)))
+    batch, labels = next(iter(build_loader(ds, batch_size=3, train=False, workers=1)))   # Clips pickled back
     assert batch.crops.shape == (3, 6, 4) and batch.crops[0, :, 0].tolist() == [0, 0, 0, 1, 1, 1]
     assert batch.crops[0, :3, 1:3].tolist() == [[2, 0], [2, 8], [2, 16]]      # 36 x 48: along the width
     got = to_device(batch, "cpu")
