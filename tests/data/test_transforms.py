@@ -93,7 +93,7 @@ def test_items_and_batches_equal_the_float_pipeline_bit_for_bit(mixed_root, trai
     and flips as the float pipeline, and the same float32 values, item by item and as a batch."""
     subset = "train" if train else "test"
     ds = build_dataset("list", mixed_root, subset=subset, segments=5, size=size, resize=resize, hflip=hflip,
-                       list_file=mixed_root / "same.txt")
+                       list_file=mixed_root / "same.txt", val_fraction=0)       # every listed video
     pipeline = float_pipeline(train, size, resize, hflip=hflip)
     for seed in range(4):
         torch.manual_seed(seed)
@@ -120,7 +120,7 @@ def test_multi_clip_three_crop_batches_equal_the_float_pipeline(mixed_root):
 
 def test_videos_of_different_sizes_are_cropped_in_the_worker(mixed_root):
     ds = build_dataset("list", mixed_root, subset="train", segments=4, size=32, resize=40,
-                       list_file=mixed_root / "mixed.txt")
+                       list_file=mixed_root / "mixed.txt", val_fraction=0)
     torch.manual_seed(3)
     expected = torch.stack(float_items(ds, range(2), float_pipeline(True, 32, 40)))
     torch.manual_seed(3)
@@ -146,7 +146,7 @@ def test_actor_boxes_follow_the_float_pipeline(tmp_path):
     boxes = np.array([[4 + 3 * f, 6, 30 + 3 * f, 44] for f in range(12)], dtype=np.int32)
     np.save(tmp_path / "boxes" / "a" / "v0.npy", boxes)
     write_text(tmp_path / "train.txt", ["videos/a/v0.mp4 0"])
-    ds = build_dataset("list", tmp_path, subset="train", segments=4, size=32, resize=40, boxes=True)
+    ds = build_dataset("list", tmp_path, subset="train", segments=4, size=32, resize=40, boxes=True, val_fraction=0)
     pipeline = float_pipeline(True, 32, 40)
     for seed in range(6):
         torch.manual_seed(seed)
