@@ -90,7 +90,8 @@ def write_sources(folder: Path, videos: int, frames: int = 250) -> dict[str, tup
             if ext is None:                          # img_00001.jpg, ... as the frame folders are listed
                 path.mkdir()
                 for i, frame in enumerate(clip):
-                    torchvision.io.write_file(str(path / f"img_{i + 1:05d}.jpg"), torchvision.io.encode_jpeg(frame, quality=90))
+                    torchvision.io.write_file(str(path / f"img_{i + 1:05d}.jpg"),
+                                              torchvision.io.encode_jpeg(frame, quality=90))
                 lines.append(f"{path.relative_to(folder)} {frames} 0")
                 continue
             options = {"codec": "mpeg4", "pixel_format": "yuv420p"} if ext == "avi" else \
@@ -109,7 +110,8 @@ def batch_rates(ds, batch: int, rounds: int) -> tuple[float, float]:
     disturbed by other processes), after a warm-up batch of each."""
     from torch.utils.data import default_collate
     ids = [i % len(ds) for i in range(batch)]
-    ways = {"float": lambda: default_collate([ds[i] for i in ids]), "uint8": lambda: collate([ds.uint8_item(i) for i in ids])}
+    ways = {"float": lambda: default_collate([ds[i] for i in ids]),
+            "uint8": lambda: collate([ds.uint8_item(i) for i in ids])}
     best = {}
     for name, make in ways.items():
         make()
@@ -135,12 +137,13 @@ def _sources(args: argparse.Namespace, tmp: Path) -> None:
     print(f"An H100 at {args.mfu:.0%} MFU (step {STEP_FLOP / 1e12:.2f} TFLOP at batch {STEP_BATCH}, "
           f"{H100_BF16_PEAK / 1e12:.0f} TFLOP/s peak) consumes {need:.0f} clips/s; workers are capped at "
           f"{workers_max} of {args.cores_per_gpu} cores per GPU.\n")
-    print("| source | float out (before) | uint8 out (now) | speed-up | cores per GPU | workers | MFU the workers feed |")
+    print("| source | float out (before) | uint8 out (now) | speed-up | cores per GPU | workers "
+          "| MFU the workers feed |")
     print("|---|---|---|---|---|---|---|")
     threads = torch.get_num_threads()
     for name, (list_file, options) in write_sources(tmp / "sources", args.videos).items():
         ds = build_dataset("list", list_file.parent, list_file=list_file, subset="train", segments=d.segments,
-                           size=d.size, resize=d.resize, **options)
+                           size=d.size, resize=d.resize, val_fraction=0, **options)
         torch.set_num_threads(1)                         # one core: what a loader worker has
         try:
             before, now = batch_rates(ds, args.batch, args.rounds)

@@ -139,7 +139,8 @@ def loader_rates(cfg, folder: Path, workers: tuple[int, ...]) -> dict[int, float
     """Clips/s of the training loader at each worker count: timed over 10 x workers batches (10
     without workers) after a warm-up of one batch per worker."""
     d = cfg.data
-    ds = build_dataset("list", folder, subset="train", segments=d.segments, size=d.size, resize=d.resize)
+    ds = build_dataset("list", folder, subset="train", segments=d.segments, size=d.size, resize=d.resize,
+                       val_fraction=0)                # every listed video: none held out for validation
     return {n: loader_rate(build_loader(ds, d.batch_size, train=True, workers=n, persistent_workers=False),
                            d.batch_size, warmup=max(1, n), batches=10 * max(1, n))
             for n in workers}
@@ -152,7 +153,8 @@ def pipeline(cfg, rt, folder: Path, steps: int, workers: int, num_classes: int) 
     from attnet.engine.build import build_model, build_optimizer
     from attnet.engine import runtime
     d = cfg.data
-    ds = build_dataset("list", folder, subset="train", segments=d.segments, size=d.size, resize=d.resize)
+    ds = build_dataset("list", folder, subset="train", segments=d.segments, size=d.size, resize=d.resize,
+                       val_fraction=0)                # every listed video: none held out for validation
     loader = build_loader(ds, d.batch_size, train=True, workers=workers, persistent_workers=False)
     if len(loader) < steps + 1:
         raise ValueError(f"{folder}: {len(loader)} batches listed, {steps + 1} needed")
@@ -319,7 +321,8 @@ def report(args: argparse.Namespace, tmp: Path) -> tuple[str, int]:
         """MFU against the measured bf16 peak and the datasheet's."""
         sheet = datasheet_peak(device)
         return (f"MFU {100 * achieved / found['peak']:.3g} % of the measured peak, "
-                + (f"{100 * achieved / sheet:.3g} % of the datasheet's" if sheet else "no datasheet peak for this device"))
+                + (f"{100 * achieved / sheet:.3g} % of the datasheet's" if sheet
+                   else "no datasheet peak for this device"))
 
     def utilisation() -> list[str]:
         name, step = step_time()

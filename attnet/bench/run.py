@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         prof, wall = profile_fit(args.preset, overrides, Path(tmp))
     print(f"\npreset {args.preset} {' '.join(overrides)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("seconds per phase; decode = reading video frames (files or the decoded cache), transform = the rest of "
-          "an item (sampling, crop draws) and of its batch (resize, crop, flip, float: to_device), other = loss, metrics, collate, loader\n")
+          "an item (sampling, crop draws) and of its batch (resize, crop, flip, float: to_device), "
+          "other = loss, metrics, collate, loader\n")
     print("\n".join(table(prof)))
     epochs = [p for p in prof.order if p.startswith("epoch")]
     if epochs:

@@ -33,8 +33,9 @@ def build_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 
     crops do not depend on the epochs before it (exact resume)."""
     sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False) if distributed else None
     generator = torch.Generator().manual_seed(seed)
+    items = _Uint8(dataset) if hasattr(dataset, "uint8_item") else dataset
     return DataLoader(
-        _Uint8(dataset) if hasattr(dataset, "uint8_item") else dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+        items, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
         num_workers=workers, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         drop_last=train if drop_last is None else drop_last, persistent_workers=persistent_workers and workers > 0,
         generator=generator, collate_fn=collate_fn or collate,
