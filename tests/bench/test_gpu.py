@@ -47,3 +47,12 @@ def test_quick_cpu_report_has_every_section_with_numbers(tmp_path, capsys):
     assert "(equals fit's: yes)" in fit and "metrics.csv epochs [1, 2] (ok)" in fit
     expected = "skipped: " if torch.cuda.device_count() < 2 else "torchrun, 2 processes"
     assert expected in ddp
+
+
+def test_datasheet_peak_by_device_name(monkeypatch):
+    from attnet.bench import gpu
+    for name, peak in [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12),
+                       ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A10", 125e12), ("Tesla T4", None)]:
+        monkeypatch.setattr(gpu, "device_label", lambda device, name=name: name)
+        assert gpu.datasheet_peak(torch.device("cuda")) == peak
+    assert gpu.datasheet_peak(torch.device("cpu")) is None
