@@ -1,9 +1,18 @@
-"""Decoding throughput: T-segment sampled decoding against whole-video decoding, and
-whether one loader worker keeps up with a train step of the `synthetic` preset.
+"""Loader throughput per CPU core, and what it means for a GPU node.
 
-    python -m attnet.bench data [--segments 12] [--repeats 20] [--threads N]
+    python -m attnet.bench data [--mfu 0.4] [--cores-per-gpu 16] [--parts sources gop keep-up]
 
-Part 1 encodes a 10 s, 25 fps, 320x240 video (H.264, at several keyframe intervals, then the
+Part "sources" writes 10 s, 25 fps, 320x240 sources of each kind a dataset ships (H.264 with a
+keyframe every 250 frames as Kinetics downloads, every 12 as `attnet data reencode` writes,
+MPEG-4 part 2 AVI as UCF101 / HMDB51, the authors' JPEG frame folders, and the decoded cache)
+and times, in this one process on one thread, training batches at the paper's shape (12
+segments, resize 256, crop 224) made as the workers made them before (decode + resize, crop,
+flip, scale and normalise: float out) and as they make them now (decode + crop draws: uint8
+out, transformed on the device by `to_device`). From the uint8 rate and the step time of the
+paper's recipe at a given MFU (7.83 TFLOP a step at batch 30, against an H100's 989 TFLOP/s
+bf16 dense peak) it prints the cores per GPU that keep the GPU fed and the workers it would use.
+
+Part "gop" encodes a 10 s, 25 fps, 320x240 video (H.264, at several keyframe intervals, then the
 longest-GOP one re-encoded by `attnet data reencode`) and times one sampled clip per call,
 opening the file each time as the dataset does. Part 2 builds
 the `synthetic` preset's dataset, model, loss and optimiser and prints the clips/s of one
@@ -12,6 +21,7 @@ loader worker beside the clips/s of training steps.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -20,11 +30,16 @@ from pathlib import Path
 import torch
 
 from attnet.config import load_config
-from attnet.data import build_dataset, build_loader, synthetic
+from attnet.data import build_dataset, build_loader, synthetic, to_device
 from attnet.data.decoding import decode_video
 from attnet.data.reencode import reencode_video
 from attnet.data.sampling import train_indices
+from attnet.data.transforms import collate
 from attnet.losses import GLKALoss
+
+STEP_FLOP = 7.83e12        # one train step of the paper's recipe (ResNet-34, T=12, 224 px), batch 30
+STEP_BATCH = 30
+H100_BF16_PEAK = 989e12    # FLOP/s, dense, datasheet
 
 
 def _rate(fn, repeats: int) -> float:
@@ -42,15 +57,105 @@ def smooth_frames(count: int, height: int = 240, width: int = 320) -> torch.Tens
     return torch.nn.functional.avg_pool2d(frames.float(), 9, 1, 4).to(torch.uint8)
 
 
-def loader_rate(loader, batch_size: int) -> float:
-    """Clips/s of a DataLoader pass, timed from its first batch (worker start-up left out)."""
-    batches = 0
+def loader_rate(loader, batch_size: int, warmup: int = 1, batches: int | None = None) -> float:
+    """Clips/s of a DataLoader, timed over `batches` batches (default: the rest of the pass)
+    after its first `warmup` (worker start-up and the batches the workers prepared meanwhile)."""
+    timed = 0
     for i, _ in enumerate(loader):
-        if i == 0:
+        if i == warmup - 1:
             start = time.perf_counter()
-        else:
-            batches += 1
-    return batches * batch_size / (time.perf_counter() - start)
+        elif i >= warmup:
+            timed += 1
+            if timed == batches:
+                break
+    return timed * batch_size / (time.perf_counter() - start)
+
+
+def write_sources(folder: Path, videos: int, frames: int = 250) -> dict[str, tuple[Path, dict]]:
+    """{source: (list file, build_dataset options)}: `videos` generated 320x240, 25 fps sources of
+    `frames` frames in each format the kit reads."""
+    from torchcodec.encoders import VideoEncoder
+    import torchvision.io
+    kinds = {"H.264, keyframe every 250 (Kinetics as downloaded)": ("g250", "mp4"),
+             "H.264, keyframe every 12 (reencoded)": ("g12", "mp4"),
+             "MPEG-4 part 2 AVI (UCF101 / HMDB51)": ("avi", "avi"),
+             "JPEG frame folder (the authors' layout)": ("jpeg", None)}
+    sources = {}
+    for name, (tag, ext) in kinds.items():
+        lines = []
+        for v in range(videos):
+            clip = smooth_frames(frames)
+            path = folder / tag / (f"v{v}.{ext}" if ext else f"v{v}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if ext is None:                          # img_00001.jpg, ... as the frame folders are listed
+                path.mkdir()
+                for i, frame in enumerate(clip):
+                    torchvision.io.write_file(str(path / f"img_{i + 1:05d}.jpg"),
+                                              torchvision.io.encode_jpeg(frame, quality=90))
+                lines.append(f"{path.relative_to(folder)} {frames} 0")
+                continue
+            options = {"codec": "mpeg4", "pixel_format": "yuv420p"} if ext == "avi" else \
+                {"codec": "libx264", "crf": 23, "extra_options": {"g": tag[1:]}}
+            VideoEncoder(clip, frame_rate=25).to_file(str(path), **options)
+            lines.append(f"{path.relative_to(folder)} 0")
+        (folder / f"{tag}.txt").write_text("\n".join(lines) + "\n")
+        sources[name] = (folder / f"{tag}.txt", {})
+    sources["decoded cache (data.cache=true) of the keyframe-12 H.264"] = (folder / "g12.txt", {"cache": True})
+    return sources
+
+
+def batch_rates(ds, batch: int, rounds: int) -> tuple[float, float]:
+    """Clips/s of the worker's batch before (float items, default collate) and now (uint8 items,
+    `collate`), in alternating rounds over the dataset; each the best of its rounds (the least
+    disturbed by other processes), after a warm-up batch of each."""
+    from torch.utils.data import default_collate
+    ids = [i % len(ds) for i in range(batch)]
+    ways = {"float": lambda: default_collate([ds[i] for i in ids]),
+            "uint8": lambda: collate([ds.uint8_item(i) for i in ids])}
+    best = {}
+    for name, make in ways.items():
+        make()
+    for _ in range(rounds):
+        for name, make in ways.items():
+            tic = time.perf_counter()
+            make()
+            best[name] = max(best.get(name, 0.0), batch / (time.perf_counter() - tic))
+    return best["float"], best["uint8"]
+
+
+def clips_needed(mfu: float) -> float:
+    """Clips/s an H100 consumes training the paper's recipe at `mfu` of its bf16 dense peak."""
+    return STEP_BATCH * mfu * H100_BF16_PEAK / STEP_FLOP
+
+
+def _sources(args: argparse.Namespace, tmp: Path) -> None:
+    d = load_config("_paper").data
+    need = clips_needed(args.mfu)
+    workers_max = args.cores_per_gpu - 1                 # one core for the training process
+    print(f"## Clips/s per core, {d.segments} segments, resize {d.resize}, crop {d.size}, 10 s 25 fps 320x240 sources "
+          f"({args.videos} each), batches of {args.batch}, best of {args.rounds} rounds, one thread")
+    print(f"An H100 at {args.mfu:.0%} MFU (step {STEP_FLOP / 1e12:.2f} TFLOP at batch {STEP_BATCH}, "
+          f"{H100_BF16_PEAK / 1e12:.0f} TFLOP/s peak) consumes {need:.0f} clips/s; workers are capped at "
+          f"{workers_max} of {args.cores_per_gpu} cores per GPU.\n")
+    print("| source | float out (before) | uint8 out (now) | speed-up | cores per GPU | workers "
+          "| MFU the workers feed |")
+    print("|---|---|---|---|---|---|---|")
+    threads = torch.get_num_threads()
+    for name, (list_file, options) in write_sources(tmp / "sources", args.videos).items():
+        ds = build_dataset("list", list_file.parent, list_file=list_file, subset="train", segments=d.segments,
+                           size=d.size, resize=d.resize, val_fraction=0, **options)
+        torch.set_num_threads(1)                         # one core: what a loader worker has
+        try:
+            before, now = batch_rates(ds, args.batch, args.rounds)
+        finally:
+            torch.set_num_threads(threads)
+        cores = need / now
+        workers = min(workers_max, math.ceil(cores))
+        fed = min(args.mfu, workers * now / need * args.mfu)
+        print(f"| {name} | {before:.1f} | {now:.1f} | {now / before:.2f}x | {cores:.1f} | {workers} | {fed:.0%} |",
+              flush=True)
+    print("\ncores per GPU: the uint8 rate's cores that feed the GPU at --mfu; workers: those, up to the cap; the "
+          "device transforms (`to_device`) cost GPU time not counted here.\n")
 
 
 def _decode(args: argparse.Namespace, tmp: Path) -> None:
@@ -90,6 +195,7 @@ def _keep_up(args: argparse.Namespace, tmp: Path) -> None:
           f"({in_process * d.segments:.0f} frames/s per worker, decode + transform)")
     load_rate = loader_rate(build_loader(ds, batch_size=d.batch_size, train=True, workers=1), d.batch_size)
     clips, labels = next(iter(build_loader(ds, batch_size=d.batch_size, train=True)))
+    clips = to_device(clips, "cpu")
     model = build_model(cfg, len(ds.classes), torch.device("cpu"))
     optimizer = build_optimizer(cfg, model)
     criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
@@ -108,6 +214,12 @@ def _keep_up(args: argparse.Namespace, tmp: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m attnet.bench data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", nargs="+", choices=["sources", "gop", "keep-up"], default=["sources", "gop", "keep-up"])
+    p.add_argument("--mfu", type=float, default=0.4, help="the MFU the loader must feed (0.4 = 40 %%)")
+    p.add_argument("--cores-per-gpu", type=int, default=16, help="CPU cores a node gives each GPU")
+    p.add_argument("--videos", type=int, default=3, help="generated sources of each kind")
+    p.add_argument("--batch", type=int, default=6, help="clips per timed batch")
+    p.add_argument("--rounds", type=int, default=3, help="timed batches per way (the best is kept)")
     p.add_argument("--segments", type=int, default=12)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--gop", type=int, nargs="+", default=[1, 4, 12, 250], help="keyframe intervals to test")
@@ -118,5 +230,5 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        _decode(args, Path(tmp))
-        _keep_up(args, Path(tmp))
+        for part in args.parts:
+            {"sources": _sources, "gop": _decode, "keep-up": _keep_up}[part](args, Path(tmp))

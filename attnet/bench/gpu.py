@@ -3,16 +3,23 @@
     python -m attnet.bench gpu                       # on a GPU, a few minutes
     python -m attnet.bench gpu --device cpu --quick  # the same report at toy sizes (CI)
 
-Five parts, printed as one Markdown report and written to results/gpu_report_<device>.md:
-1. fp32 and bf16 training of the paper's network (ResNet-34, T=12, 224 px; no ImageNet
-   weights here) over the same 20 steps from the same initial weights on the same generated
-   batches: the two loss curves side by side and the step time of each;
+Seven parts, printed as one Markdown report and written to results/gpu_report_<device>.md:
+1. fp32 and bf16 training of the paper's network (ResNet-34, T=12, 224 px, batch 30; no
+   ImageNet weights here) over the same 20 steps from the same initial weights on the same
+   generated batches: the two loss curves side by side and the step time of each;
 2. model FLOPs utilisation: FLOPs of one train step (torch.utils.flop_counter) per bf16 step
-   time, against the bf16 matmul peak measured in this run;
+   time, against the datasheet peak and the bf16 matmul peak measured in this run;
 3. DataLoader clips/s at N workers on generated 320x240 H.264 videos (keyframe every 12
-   frames), against what the bf16 train step consumes;
-4. one short `fit` on a tiny generated dataset, `evaluate` of its checkpoint, and a resume;
-5. a 2-process torchrun run when two GPUs are visible (skipped, saying so, otherwise).
+   frames), timed after a warm-up over 10 x workers batches, against what the step consumes;
+4. the whole pipeline as training runs it: the real loader -> pinned uint8 copy -> device
+   transforms (`to_device`) -> bf16 step: clips/s, the share of time the device waits for
+   data, and MFU;
+5. decoding on the CPU against the GPU (torchcodec NVDEC, nvJPEG), where a GPU is present;
+6. one short `fit` on a tiny generated dataset, `evaluate` of its checkpoint, and a resume;
+7. a 2-process torchrun run when two GPUs are visible (skipped, saying so, otherwise).
+
+Every part runs through `runtime.start`, as training does (cudnn.benchmark on CUDA), and every
+subprocess has a timeout.
 """
 from __future__ import annotations
 
@@ -33,23 +40,26 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from attnet.config import load_config
-from attnet.data import build_dataset, build_loader
+from attnet.data import build_dataset, build_loader, to_device
 from attnet.losses import GLKALoss
 from attnet.models import TEMPORAL_MODELS
 
 from .data import loader_rate, smooth_frames
-from .model import timed
+from .model import matmul_peak, timed
 
 STEPS = 20
-LOADER_BATCHES = 12                                  # batches per DataLoader measurement
+TIMEOUT_S = 900                                      # any subprocess of the report
+# bf16 dense datasheet peaks (FLOP/s) by a part of the device's name; the first that matches wins
+DATASHEET = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 # (paper size, --quick size) of every knob the report sizes
 SIZES = {
-    "model": (["model.backbone=resnet34", "data.segments=12", "data.size=224", "data.batch_size=16"],
+    "model": (["model.backbone=resnet34", "data.segments=12", "data.size=224", "data.batch_size=30"],
               ["model.backbone=tiny", "data.segments=4", "data.size=64", "data.batch_size=2",
                "model.hidden_size=32", "model.num_layers=2"]),
-    "matmul": (8192, 512),
     "videos": ((16, 250), (4, 32)),                  # (videos, frames each), 320x240 at 25 fps
     "workers": ((0, 2, 4, 8), (0, 1)),
+    "pipeline": ((50, 8), (3, 1)),                   # (steps, workers) of part 4
+    "decode": (20, 2),                               # clips per decoding rate
 }
 
 
@@ -77,7 +87,7 @@ def precision_curves(cfg, device: torch.device, batches, num_classes: int) -> tu
     initial = build_model(cfg, num_classes, device)
     results = {}
     for name, amp in (("fp32", "off"), ("bf16", "bf16")):
-        rt = runtime.Runtime(device=device, amp=amp, seed=cfg.run.seed)   # the trainer's autocast and step
+        rt = runtime.start(str(device), amp, seed=cfg.run.seed)   # the trainer's setup, autocast and step
         model = copy.deepcopy(initial)
         optimizer = build_optimizer(cfg, model)
         losses, times = [], []
@@ -105,12 +115,10 @@ def precision_curves(cfg, device: torch.device, batches, num_classes: int) -> tu
     return results, counter.get_total_flops()
 
 
-def matmul_peak(device: torch.device, n: int, repeats: int = 10) -> float:
-    """FLOP/s of an n x n bf16 matmul, the best of `repeats`."""
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    timed(lambda: a @ b, device)
-    return 2 * n ** 3 / min(timed(lambda: a @ b, device) for _ in range(repeats))
+def datasheet_peak(device: torch.device) -> float | None:
+    """The bf16 dense peak of a known GPU's datasheet, else None."""
+    name = device_label(device)
+    return next((peak for key, peak in DATASHEET.items() if device.type == "cuda" and key in name), None)
 
 
 def write_videos(folder: Path, count: int, frames: int, repeats: int) -> Path:
@@ -128,10 +136,89 @@ def write_videos(folder: Path, count: int, frames: int, repeats: int) -> Path:
 
 
 def loader_rates(cfg, folder: Path, workers: tuple[int, ...]) -> dict[int, float]:
+    """Clips/s of the training loader at each worker count: timed over 10 x workers batches (10
+    without workers) after a warm-up of one batch per worker."""
     d = cfg.data
-    ds = build_dataset("list", folder, subset="train", segments=d.segments, size=d.size, resize=d.resize)
+    ds = build_dataset("list", folder, subset="train", segments=d.segments, size=d.size, resize=d.resize,
+                       val_fraction=0)                # every listed video: none held out for validation
     return {n: loader_rate(build_loader(ds, d.batch_size, train=True, workers=n, persistent_workers=False),
-                           d.batch_size) for n in workers}
+                           d.batch_size, warmup=max(1, n), batches=10 * max(1, n))
+            for n in workers}
+
+
+def pipeline(cfg, rt, folder: Path, steps: int, workers: int, num_classes: int) -> dict[str, float]:
+    """What training does, step by step: the loader's next uint8 batch (pinned on CUDA), then
+    `to_device` and an autocast train step, waited for. Returns seconds in all and waiting for
+    the loader, after one warm-up step (allocation, cudnn autotuning, worker start-up)."""
+    from attnet.engine.build import build_model, build_optimizer
+    from attnet.engine import runtime
+    d = cfg.data
+    ds = build_dataset("list", folder, subset="train", segments=d.segments, size=d.size, resize=d.resize,
+                       val_fraction=0)                # every listed video: none held out for validation
+    loader = build_loader(ds, d.batch_size, train=True, workers=workers, persistent_workers=False)
+    if len(loader) < steps + 1:
+        raise ValueError(f"{folder}: {len(loader)} batches listed, {steps + 1} needed")
+    torch.manual_seed(cfg.run.seed)
+    model = build_model(cfg, num_classes, rt.device)
+    optimizer = build_optimizer(cfg, model)
+    criterion = GLKALoss(ga_reg=cfg.model.ga_reg, margin=cfg.model.ga_margin)
+    batches = iter(loader)
+    waited = total = 0.0
+    for i in range(steps + 1):
+        tic = time.perf_counter()
+        clips, labels = next(batches)
+        got = time.perf_counter()
+        with rt.autocast():
+            out = model(to_device(clips, rt.device))
+        loss, _ = criterion(out, labels.to(rt.device, non_blocking=True))
+        optimizer.zero_grad(set_to_none=True)
+        runtime.backward_step(loss, optimizer)
+        loss.item()                                  # the step is done: the device waits from here
+        if i:
+            waited += got - tic
+            total += time.perf_counter() - tic
+    return {"seconds": total, "waited": waited, "clips": steps * d.batch_size}
+
+
+def write_jpegs(folder: Path, frames: torch.Tensor) -> list[Path]:
+    import torchvision.io
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"img_{i + 1:05d}.jpg" for i in range(len(frames))]
+    for path, frame in zip(paths, frames):
+        torchvision.io.write_file(str(path), torchvision.io.encode_jpeg(frame, quality=90))
+    return paths
+
+
+def decode_rates(video: Path, jpegs: list[Path], device: torch.device, segments: int, clips: int) -> dict:
+    """{(source, "cpu"|"cuda"): clips/s} of decoding `clips` T-segment clips: from the video with
+    torchcodec, from the JPEG files with decode_jpeg (one call per clip, its frames as a list).
+    CUDA (NVDEC, nvJPEG) only on a CUDA device; the CPU on one thread, as a loader worker."""
+    import torchvision.io
+    from torchcodec.decoders import VideoDecoder
+    from attnet.data.sampling import train_indices
+    encoded = [torchvision.io.read_file(str(p)) for p in jpegs]
+    places = ["cpu"] + (["cuda"] if device.type == "cuda" else [])   # the cuda entries run only on a GPU
+
+    def video_clip(place: str) -> None:
+        decoder = VideoDecoder(str(video), device=place, dimension_order="NCHW", seek_mode="approximate")
+        decoder.get_frames_at(sorted(set(train_indices(len(jpegs), segments).tolist())))
+
+    def jpeg_clip(place: str) -> None:
+        picked = [encoded[i] for i in train_indices(len(jpegs), segments).tolist()]
+        torchvision.io.decode_jpeg(picked, mode=torchvision.io.ImageReadMode.RGB, device=place)
+
+    rates = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for source, clip in (("H.264, keyframe every 12", video_clip), ("JPEG frames", jpeg_clip)):
+            for place in places:
+                clip(place)                          # warm-up: codec and CUDA context
+                seconds = sum(timed(lambda: clip(place), device) for _ in range(clips))
+                rates[source, place] = clips / seconds
+    finally:
+        torch.set_num_threads(threads)
+    return rates
 
 
 def fit_evaluate_resume(device: torch.device, tmp: Path) -> list[str]:
@@ -167,7 +254,10 @@ def two_process_run(tmp: Path) -> list[str]:
                "-m", "attnet", "train", "--preset", "synthetic-smoke", f"data.root={tmp / 'smoke'}",
                f"run.out_dir={tmp / 'ddp'}", "run.device=cuda", "optim.epochs=1"]
     tic = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return [f"- FAILED: no result after {TIMEOUT_S} s (timeout)"]
     seconds = time.perf_counter() - tic
     finals = list((tmp / "ddp").glob("*/final.json"))
     if done.returncode or not finals:
@@ -227,14 +317,24 @@ def report(args: argparse.Namespace, tmp: Path) -> tuple[str, int]:
             raise RuntimeError("needs a step time from part 1")
         return name, found[name]
 
+    def mfu(achieved: float) -> str:
+        """MFU against the measured bf16 peak and the datasheet's."""
+        sheet = datasheet_peak(device)
+        return (f"MFU {100 * achieved / found['peak']:.3g} % of the measured peak, "
+                + (f"{100 * achieved / sheet:.3g} % of the datasheet's" if sheet
+                   else "no datasheet peak for this device"))
+
     def utilisation() -> list[str]:
         name, step = step_time()
         flops = found["flops"]
-        peak = matmul_peak(device, SIZES["matmul"][quick])
+        found["peak"], n = matmul_peak(device, torch.bfloat16)
+        sheet = datasheet_peak(device)
+        peak = found["peak"]
         out = [f"- one train step (forward + backward, batch {d.batch_size}): {flops / 1e9:.1f} GFLOP "
                "(FlopCounterMode: matmuls and convolutions)",
-               f"- measured bf16 peak ({SIZES['matmul'][quick]}^2 matmul): {peak / 1e12:.3g} TFLOP/s",
-               f"- achieved: {name} {flops / step / 1e12:.3g} TFLOP/s, MFU {100 * flops / step / peak:.3g} %"]
+               f"- measured bf16 peak ({n}^2 matmul): {peak / 1e12:.3g} TFLOP/s; datasheet (bf16 dense): "
+               + (f"{sheet / 1e12:.0f} TFLOP/s" if sheet else "unknown for this device"),
+               f"- achieved: {name} {flops / step / 1e12:.3g} TFLOP/s, {mfu(flops / step)}"]
         if "bf16" in found and "fp32" in found:
             out[-1] += (f"; fp32 {flops / found['fp32'] / 1e12:.3g} TFLOP/s "
                         f"({100 * flops / found['fp32'] / peak:.3g} % of the bf16 peak)")
@@ -242,9 +342,12 @@ def report(args: argparse.Namespace, tmp: Path) -> tuple[str, int]:
 
     count, frames = SIZES["videos"][quick]
 
+    steps, pipe_workers = SIZES["pipeline"][quick]
+    listed = max(11 * max(max(SIZES["workers"][quick]), 1), steps + 1)      # part 3's warm-up and timed batches
+    videos = write_videos(tmp / "videos", count, frames, -(-listed * d.batch_size // count))
+
     def loading() -> list[str]:
-        repeats = -(-LOADER_BATCHES * d.batch_size // count)           # enough for LOADER_BATCHES batches
-        rates = loader_rates(cfg, write_videos(tmp / "videos", count, frames, repeats), SIZES["workers"][quick])
+        rates = loader_rates(cfg, videos, SIZES["workers"][quick])
         name, step = step_time()
         consumed = d.batch_size / step
         best = max(rates, key=rates.get)
@@ -253,13 +356,37 @@ def report(args: argparse.Namespace, tmp: Path) -> tuple[str, int]:
                 f"- the {name} train step consumes {consumed:.1f} clips/s; the loader is "
                 f"{'ahead' if rates[best] >= consumed else 'BEHIND'} at its best ({best} workers)"]
 
+    def whole() -> list[str]:
+        from attnet.engine import runtime
+        rt = runtime.start(str(device), "bf16", seed=cfg.run.seed)
+        got = pipeline(cfg, rt, videos, steps, pipe_workers, classes)
+        step = got["seconds"] / steps
+        out = [f"- {steps} steps at batch {d.batch_size}, {pipe_workers} workers, bf16 autocast: "
+               f"{got['clips'] / got['seconds']:.1f} clips/s, {1e3 * step:.1f} ms a step",
+               f"- the device waits for data {100 * got['waited'] / got['seconds']:.1f} % of the time"]
+        if "flops" in found and "peak" in found:
+            out.append(f"- {found['flops'] / step / 1e12:.3g} TFLOP/s, {mfu(found['flops'] / step)}")
+        return out
+
+    def decoding() -> list[str]:
+        clip = smooth_frames(frames)
+        rates = decode_rates(videos / "v0.mp4", write_jpegs(tmp / "jpegs", clip), device, d.segments,
+                             SIZES["decode"][quick])
+        out = ["| source | where | clips/s |", "|---|---|---|",
+               *[f"| {source} | {place} | {r:.1f} |" for (source, place), r in rates.items()], ""]
+        if device.type != "cuda":
+            out.append("- GPU decoding (torchcodec NVDEC, nvJPEG): skipped, no CUDA device")
+        return out
+
     sections = [
         (f"1. fp32 vs bf16: {STEPS} steps, same initial weights, same batches", precisions),
         ("2. Model FLOPs utilisation", utilisation),
         (f"3. Data loader vs train step ({count} generated 320x240 H.264 videos of {frames} frames, "
          f"T={d.segments}, {d.size} px)", loading),
-        ("4. fit + evaluate + resume (synthetic-smoke)", lambda: fit_evaluate_resume(device, tmp)),
-        ("5. Two processes (torchrun)", lambda: two_process_run(tmp)),
+        ("4. The pipeline: loader -> pinned uint8 copy -> device transforms -> bf16 step", whole),
+        (f"5. Decoding on the CPU (one thread) and the GPU (T={d.segments} sampled frames of 320x240)", decoding),
+        ("6. fit + evaluate + resume (synthetic-smoke)", lambda: fit_evaluate_resume(device, tmp)),
+        ("7. Two processes (torchrun)", lambda: two_process_run(tmp)),
     ]
     failed = 0
     for title, make in sections:                  # a failing part is reported and the others still run

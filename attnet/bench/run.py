@@ -90,15 +90,19 @@ def kernel_start_seconds() -> float:
 
 def profile_fit(preset: str, overrides: list[str], out_dir: Path) -> tuple[Profile, float]:
     """fit() of the preset once, under the timers; (profile, wall seconds of fit)."""
+    import importlib
     from attnet.config import load_config
     from attnet.data import datasets
     from attnet.engine import checkpoint, record, runtime, train
+    evaluate = importlib.import_module("attnet.engine.evaluate")   # the module: attnet.engine.evaluate is a function
     from attnet.models import glka
 
     prof = Profile()
     prof.wrap(datasets.ClipDataset, "_read", "decode")
     prof.wrap(datasets, "cached_frames", "decode")                 # the decoded cache: made once, then mapped
-    prof.wrap(datasets.ClipDataset, "__getitem__", "transform")   # what is left of an item once decoded
+    prof.wrap(datasets.ClipDataset, "uint8_item", "transform")    # what is left of an item once decoded
+    prof.wrap(train, "to_device", "transform")                     # the batch's resize, crop, flip, scaling
+    prof.wrap(evaluate, "to_device", "transform")
     prof.wrap(glka.GLKANet, "forward", "forward")
     prof.wrap(runtime, "backward_step", "backward+opt")
     prof.wrap(train, "save_atomic", "write")                       # checkpoints
@@ -152,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         prof, wall = profile_fit(args.preset, overrides, Path(tmp))
     print(f"\npreset {args.preset} {' '.join(overrides)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("seconds per phase; decode = reading video frames (files or the decoded cache), transform = the rest of "
-          "an item (sampling, crop, float), other = loss, metrics, collate, loader\n")
+          "an item (sampling, crop draws) and of its batch (resize, crop, flip, float: to_device), "
+          "other = loss, metrics, collate, loader\n")
     print("\n".join(table(prof)))
     epochs = [p for p in prof.order if p.startswith("epoch")]
     if epochs:

@@ -2,5 +2,6 @@
 from .datasets import DATASETS, ClipDataset, build_dataset
 from .lists import DataError, VideoRecord
 from .loader import build_loader
+from .transforms import Clips, to_device
 
-__all__ = ["DATASETS", "ClipDataset", "DataError", "VideoRecord", "build_dataset", "build_loader"]
+__all__ = ["DATASETS", "ClipDataset", "Clips", "DataError", "VideoRecord", "build_dataset", "build_loader", "to_device"]

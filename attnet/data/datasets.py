@@ -17,7 +17,7 @@ from .decoding import (cache_file, cached_frames, decode_frames, folder_num_fram
                        read_frames, video_num_frames)
 from .lists import DataError, VideoRecord
 from .sampling import eval_indices, train_indices
-from .transforms import eval_transform, train_transform
+from .transforms import Clips, ClipTransform, to_device
 
 SUBSETS = ("train", "val", "test")
 _SKIP_SLOTS = 64   # one counter per loader worker (modulo), so no lock is needed
@@ -32,6 +32,10 @@ def is_frame_folder(record: VideoRecord) -> bool:
 class ClipDataset(Dataset):
     """Items are (clip, label): clip float [T, 3, S, S], or [clips, T, 3, S, S] when
     num_clips > 1 or three-crop testing (clips x crops in the leading dimension).
+
+    `build_loader` fetches `uint8_item`s instead, uint8 `Clips`: the workers only decode and
+    draw the crops, and `transforms.to_device` makes the same float clips from a batch on the
+    training device.
 
     Training items use random TSN offsets and the random crop/flip; other subsets use the
     deterministic offsets of `frame_indices` and the centre crop.
@@ -61,8 +65,7 @@ class ClipDataset(Dataset):
         resize = resize or round(size * 256 / 224)
         if resize < size:
             raise ValueError(f"resize ({resize}) must be >= size ({size}): the shorter side is resized, then cropped")
-        self.transform = train_transform(size, resize, normalize, hflip) if train else \
-            eval_transform(size, resize, normalize, self.three_crop)
+        self.transform = ClipTransform(size, resize, train, normalize, hflip, self.three_crop)
         self._lengths: dict[int, int] = {}
         # cache (a directory, build_dataset's <root>/.decoded): every frame of a video is decoded
         # once, resized, into a .npy file there that every later read, run and process maps.
@@ -140,26 +143,30 @@ class ClipDataset(Dataset):
         picked = torch.from_numpy(boxes[indices.numpy()].astype(np.float32))
         return [tv_tensors.BoundingBoxes(b, format="XYXY", canvas_size=canvas) for b in picked]
 
-    def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _load(self, index: int) -> tuple[Clips, torch.Tensor | None]:
         if self.cache is None:
             frames, indices = self._read(index, self._indices)
         else:                               # the same indices and frames as the uncached read
             video = self._decoded(index)
             indices = self._indices(len(video))
             frames = torch.from_numpy(video[indices.flatten().numpy()])
-        clips = frames.view(len(indices), self.segments, *frames.shape[1:])
+        frames = frames.view(len(indices), self.segments, *frames.shape[1:])
+        crops = self.transform.crops(*frames.shape[-2:], len(indices))
         boxes = None
-        if self.boxes_root is None:
-            clips = torch.stack([self.transform(c) for c in clips])
-        else:                                                # boxes take the frames' resize, crop and flip
-            pairs = [self.transform(c, b) for c, b in zip(clips, self._boxes(index, indices, frames.shape[-2:]))]
-            clips, boxes = torch.stack([c for c, _ in pairs]), torch.stack([b.as_subclass(torch.Tensor) for _, b in pairs])
+        if self.boxes_root is not None:                      # boxes take the frames' resize, crop and flip
+            boxes = torch.stack([self.transform.boxes(b, c).as_subclass(torch.Tensor)
+                                 for b, c in zip(self._boxes(index, indices, frames.shape[-2:]), crops.tolist())])
             boxes = boxes[0] if len(boxes) == 1 else boxes
-        if self.three_crop:                                  # [clips, crops, T, ...] -> [clips*crops, T, ...]
-            clips = clips.flatten(0, 1)
-        return clips[0] if len(clips) == 1 else clips, boxes
+        return Clips(frames, crops, self.transform), boxes
 
     def __getitem__(self, index: int) -> tuple:
+        """A float item, transformed here on the CPU as `to_device` transforms a batch."""
+        clip, *rest = self.uint8_item(index)
+        return (to_device(Clips(clip.frames[None], clip.crops[None], clip.transform), "cpu")[0], *rest)
+
+    def uint8_item(self, index: int) -> tuple:
+        """(Clips, label[, boxes]) of `index`; a bad video is replaced by the next readable one
+        with on_bad_video="skip"."""
         for attempt in range(len(self.records)):
             i = (index + attempt) % len(self.records)
             try:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
 from attnet.config import Config
-from attnet.data import DataError, build_loader
+from attnet.data import DataError, build_loader, to_device
+from attnet.data.transforms import collate
 from attnet.files import write_csv
 
 from . import checkpoint, distributed, runtime
@@ -29,9 +30,9 @@ class _Indexed(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int, uint8: bool = False):
         try:
-            item = self.dataset[i]
+            item = self.dataset.uint8_item(i) if uint8 else self.dataset[i]
         except DataError as err:
             if not self.skip:
                 raise
@@ -39,11 +40,15 @@ class _Indexed(Dataset):
             return None, -1, i
         return (*item, i)
 
+    def uint8_item(self, i: int):
+        """What build_loader fetches from a ClipDataset: its uint8 item, with the index."""
+        return self.__getitem__(i, uint8=True)
+
 
 def _collate(items):
     """(clips, labels, indices) of the videos read, and the indices of those skipped."""
     read = [item for item in items if item[0] is not None]
-    return (default_collate(read) if read else None), [item[-1] for item in items if item[0] is None]
+    return (collate(read) if read else None), [item[-1] for item in items if item[0] is None]
 
 
 @torch.no_grad()
@@ -68,7 +73,7 @@ def predict(model: torch.nn.Module, dataset: Dataset, cfg: Config, info: runtime
         if batch_read is None:                        # every video of the batch was skipped
             continue
         clips, labels, *boxes, indices = batch_read   # boxes: only for the oracle stream
-        clips = clips.to(info.device, non_blocking=True)
+        clips = to_device(clips, info.device)
         multi = clips.dim() == 6                      # [B, clips, T, 3, H, W]
         b, n = clips.shape[0], clips.shape[1] if multi else 1
         boxes = [bx.to(info.device, non_blocking=True).flatten(0, int(multi)) for bx in boxes]

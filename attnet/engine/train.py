@@ -13,7 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from attnet.config import Config, LaunchConfig
-from attnet.data import build_loader
+from attnet.data import build_loader, to_device
 from attnet.data.datasets import validation
 from attnet.files import git_commit, save_atomic, write_csv, write_text
 from attnet.losses import GLKALoss
@@ -148,7 +148,7 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, cfg: Config, in
     bad_parts = None
     progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.optim.epochs}", cfg.run.log_every, info.is_main)
     for step, (clips, labels, *boxes) in enumerate(loader):   # boxes: only for the oracle stream
-        clips = clips.to(info.device, non_blocking=True)
+        clips = to_device(clips, info.device)   # uint8 from the workers, transformed on the device
         labels = labels.to(info.device, non_blocking=True)
         with info.autocast():
             out = model(clips, *(b.to(info.device, non_blocking=True) for b in boxes))

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from attnet.data import DataError, build_dataset, build_loader
 from attnet.data.decoding import decode_frames, decode_video, video_num_frames
-from attnet.data.transforms import train_transform
+from attnet.data.transforms import Clips, ClipTransform, to_device
 
 from attnet.data.sampling import train_indices
 
@@ -101,7 +101,8 @@ def test_multi_clip_and_three_crop_shapes(video_root):
     assert three[0][0].shape == (6, 4, 3, 32, 32)
     loader = build_loader(ds, batch_size=2, train=False)
     batch, labels = next(iter(loader))
-    assert batch.shape == (2, 2, 4, 3, 32, 32) and labels.tolist() == [0, 1]
+    assert batch.frames.shape == (2, 2, 4, 3, 48, 64) and batch.frames.dtype == torch.uint8
+    assert to_device(batch, "cpu").shape == (2, 2, 4, 3, 32, 32) and labels.tolist() == [0, 1]
 
 
 def test_train_items_are_seeded_and_inside_segments(video_root):
@@ -119,9 +120,9 @@ def test_train_transform_applies_one_crop_and_flip_to_every_frame():
     torch.manual_seed(0)
     frame = torch.randint(0, 256, (1, 3, 60, 80), dtype=torch.uint8)
     clip = frame.expand(6, 3, 60, 80).contiguous()
-    transform = train_transform(size=32, resize=48, normalize=True)
+    transform = ClipTransform(size=32, resize=48, train=True, normalize=True)
     for _ in range(5):
-        out = transform(clip)
+        out = to_device(Clips(clip[None, None], transform.crops(60, 80)[None], transform), "cpu")[0]
         assert out.shape == (6, 3, 32, 32)
         assert all(torch.equal(out[0], out[t]) for t in range(6))
 
