@@ -43,8 +43,8 @@ def test_boxes_follow_the_resize_and_centre_crop_of_their_frames(box_root):
 
 
 def test_boxes_without_rescaling_are_the_saved_boxes(box_root):
-    data = build_dataset("list", box_root, subset="train", segments=4, size=48, resize=48, hflip=False,
-                         normalize=False, boxes=True)
+    data = build_dataset("list", box_root, subset="train", val_fraction=0, segments=4, size=48, resize=48,
+                         hflip=False, normalize=False, boxes=True)
     torch.manual_seed(0)
     clip, _, boxes = data[0]
     assert clip.shape == (4, 3, 48, 48)
@@ -66,7 +66,8 @@ def test_flip_mirrors_the_boxes(box_root):
         x0, y0, x1, y1 = frame_box(f)
         return [max(x0 - left, 0), y0, min(x1 - left, 48), y1]
 
-    data = build_dataset("list", box_root, subset="train", segments=2, size=48, resize=48, normalize=False, boxes=True)
+    data = build_dataset("list", box_root, subset="train", val_fraction=0, segments=2, size=48, resize=48,
+                         normalize=False, boxes=True)
     seen = set()
     for seed in range(12):
         torch.manual_seed(seed)
