@@ -3,7 +3,7 @@ call with --fresh, which earlier runs it deletes to retrain."""
 import pytest
 import torch
 
-from attnet import reproduce
+from attnet import machine, reproduce
 from attnet.ablation import ABLATIONS, ablation_run_name
 from attnet.reproduce import budget, fresh_runs
 
@@ -25,6 +25,7 @@ def test_reproduce_on_a_gpu_hands_the_notebooks_the_gpu_budget(monkeypatch, tmp_
     seen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(reproduce, "gpu_count", lambda: 1)
+    monkeypatch.setattr(machine, "gpu_facts", lambda: {})     # no GPU to ask for its name and libraries
     monkeypatch.setattr(reproduce, "execute", lambda source, output, params, cwd: seen.append((source.stem, params)))
     reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "--results", str(tmp_path / "res")])
     assert [(name, p["seeds"], p["jobs"]) for name, p in seen] == [("03_ablation", list(range(20)), 4)]
