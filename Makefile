@@ -15,15 +15,17 @@ reproduce: $(STAMP) system-deps
 	$(PY) -m attnet reproduce --preset $(PRESET)
 
 # `make test`: the unit tests of tests/ and studies/ without the slow ones, then nbval on the
-# notebooks. `make test-slow`: the slow end-to-end variants (paper presets, the sru package's
-# compiled kernel, kills at each point of an epoch, ...); CI runs both.
+# notebooks. `make test-slow`: the slow end-to-end variants (paper presets, the studies' notebooks,
+# the sru package's compiled kernel, kills at each point of an epoch, ...); CI runs both. A worker
+# idle at the end steals tests from the other (--dist worksteal).
+TESTS := $(PY) -m pytest -q -n $(JOBS) --dist worksteal -p no:cacheprovider --durations=10
 test: test-unit test-notebooks
 
 test-unit: $(STAMP) system-deps
-	$(PY) -m pytest -q -n $(JOBS) -m "not slow" -p no:cacheprovider --durations=10
+	$(TESTS) -m "not slow"
 
 test-slow: $(STAMP) system-deps
-	$(PY) -m pytest -q -n $(JOBS) -m slow -p no:cacheprovider --durations=10
+	$(TESTS) -m slow
 
 test-notebooks: $(STAMP) system-deps
 	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks/

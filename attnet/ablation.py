@@ -23,7 +23,7 @@ import yaml
 from attnet import stats
 from attnet.config import Config, ModelConfig, load_config, run_name
 from attnet.engine import fit, record
-from attnet.executors import (EXECUTORS, cpu_share, device_pool, job_record, job_state, pool_slots, stop_pool,
+from attnet.executors import (EXECUTORS, DevicePool, cpu_share, job_record, job_state, pool_slots, stop_pool,
                               submitit_executor)
 from attnet.experiments import notebook_param, run_overrides
 from attnet.tables import paired_table
@@ -183,8 +183,8 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     on a CPU `jobs` workers (default 1). Each gets cores // workers torch threads: on 2 CPU cores
     two 1-thread runs finish sooner than one 2-thread run after another (small convs scale poorly
     over threads; `python -m attnet.bench model --threads 1` prints it), and at most as many loader
-    workers. The workers are spawned, so they import the caller's main module: a script calls
-    run_ablation under `if __name__ == "__main__":` (notebooks need nothing). Ctrl-C stops them
+    workers. The workers fork from a server that imports attnet once per calling process (its
+    first pool takes ~5 s to start, later ones a fraction of a second). Ctrl-C stops them
     and says how many runs finished; the same call continues the others from their last.pt.
 
     "slurm" / "submitit-local": see submit_ablation."""
@@ -206,7 +206,7 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     # checkpoint by another worker's death has made no progress, and its second try may die too.
     while pending:
         lost = []
-        with device_pool(slots, threads) as pool:
+        with DevicePool(slots, threads) as pool:
             futures = {}
             try:
                 for i in pending:
@@ -234,7 +234,7 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
                 stop_pool(pool)
                 dirs = [Path(results_dir) / "runs" / ablation_run_name(preset, spec, seed) for _, spec, seed in tasks]
                 done = sum((d / "final.json").is_file() for d in dirs)
-                started = sum(record.has_run(d) for d in dirs) - done
+                started = sum(record.has_progress(d) for d in dirs) - done
                 print(f"[ablation] stopped: {done} of {len(tasks)} runs finished, {started} stopped (each continues "
                       "from its last.pt); the same call with resume=True continues", flush=True)
                 raise

@@ -32,7 +32,7 @@ import yaml
 from attnet.ablation import ABLATIONS, PROGRESS_ENV, REFERENCE, ablation_run_name, choose_ablations, settings_error
 from attnet.config import CONFIG_DIR, PRESET_PATH, load_config
 from attnet.executors import EXECUTORS, gpu_count
-from attnet.files import git_commit
+from attnet.files import atomic_path, git_commit
 from attnet.machine import cpu_facts, cpu_label, write_machine
 from attnet.replicate import write_replication
 from attnet.tables import write_table
@@ -90,13 +90,21 @@ def kernel_manager_class() -> type:
 
 
 def execute(source: Path, output: Path, parameters: dict, cwd: Path) -> None:
-    """Run the notebook `source` with papermill into `output`, passing only the parameters it declares."""
+    """Run the notebook `source` with papermill into `output`, passing only the parameters it declares.
+    The executed notebook names its input and output relative to `cwd`: a committed one names no
+    folder of the machine that made it."""
+    import nbformat
     import papermill
     declared = papermill.inspect_notebook(str(source))
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(source), str(output), kernel_name="python3", progress_bar=False,
                                parameters={k: v for k, v in parameters.items() if k in declared},
                                cwd=str(cwd), kernel_manager_class=kernel_manager_class())
+    notebook = nbformat.read(output, as_version=4)
+    notebook.metadata.papermill.update(input_path=os.path.relpath(source, cwd),
+                                       output_path=os.path.relpath(output, cwd))
+    with atomic_path(output) as tmp:
+        nbformat.write(notebook, tmp)
 
 
 class ProgressFollower:
@@ -165,11 +173,11 @@ def budget(preset: str, kind: str, seeds: list[int] | None = None, jobs: int | N
     return seeds or list(range(chosen.seeds)), jobs or chosen.jobs or default
 
 
-def fresh_runs(notebooks, preset: str, seeds, runs: Path) -> list[Path]:
+def fresh_runs(notebooks, preset: str, seeds, runs: Path, configs="all") -> list[Path]:
     """The runs that a call retrains with --fresh, and so deletes first: the runs its notebooks
     train and no others (also what a stopped call counts as finished or stopped)."""
     full = ABLATIONS[REFERENCE]
-    ablation = {ablation_run_name(preset, spec, s) for spec in choose_ablations("all", preset=preset).values()
+    ablation = {ablation_run_name(preset, spec, s) for spec in choose_ablations(configs, preset=preset).values()
                 for s in seeds}
     names = {ablation_run_name(preset, full, 0)} if {"02_train_eval", "04_attention", "06_transfer"} & set(notebooks) else set()
     names |= ablation if "03_ablation" in notebooks else set()
@@ -220,11 +228,12 @@ def write_index(results: Path, note: str) -> Path:
     return path
 
 
-def changed_runs(preset: str, seeds, results: str, data_root: str | None, epochs: int | None) -> list[str]:
+def changed_runs(preset: str, seeds, results: str, data_root: str | None, epochs: int | None,
+                 configs="all") -> list[str]:
     """One line per finished ablation run that this call would not reuse (trained with other
     settings): record.check_finished's reason, and the two ways on, keep or retrain."""
     lines = []
-    for spec in choose_ablations("all", preset=preset).values():
+    for spec in choose_ablations(configs, preset=preset).values():
         for seed in seeds:
             error = settings_error(preset, spec, seed, results, data_root, epochs)
             if error:
@@ -303,6 +312,9 @@ def main(argv: list[str] | None = None) -> None:
                              "committed results/ at the end; maintainers regenerate results/ with --results results)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs of every run (default: the preset's); fewer for a quick look")
+    parser.add_argument("--configs", nargs="+", default=None, metavar="ROW",
+                        help="rows of the ablation (attnet.ablation.ABLATIONS' names; default: all of them, the "
+                             "oracle control only on data with actor boxes)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="ablation runs trained at once (default: the preset's budget, else GPUs x its "
                              "reproduce.cuda.jobs_per_gpu on GPUs, 2 on a CPU with 2+ cores)")
@@ -337,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     commit = git_commit(root, short=True, ignore="results") or "unknown"   # before the notebooks write results
     kind = device_kind()
     seeds, jobs = budget(preset, kind, args.seeds, args.jobs)
+    configs = args.configs or "all"
     where = f"{jobs} run(s) at a time" if args.executor == "pool" else f"one {args.executor} job per run"
     print(f"[reproduce] {kind}: seeds {seeds}, {where}; into {results}", flush=True)
     notebooks = list(args.only or NOTEBOOKS)
@@ -345,10 +358,10 @@ def main(argv: list[str] | None = None) -> None:
     inside = results.resolve().is_relative_to(root.resolve())
     results_dir = str(results.resolve().relative_to(root.resolve()) if inside else results)
     if args.fresh:                        # a fresh reproduction: the runs its notebooks make go first
-        for old in fresh_runs(notebooks, preset, seeds, results / "runs"):
+        for old in fresh_runs(notebooks, preset, seeds, results / "runs", configs):
             shutil.rmtree(old)
     elif "03_ablation" in notebooks:
-        changed = changed_runs(preset, seeds, str(results), args.data_root, args.epochs)
+        changed = changed_runs(preset, seeds, str(results), args.data_root, args.epochs, configs)
         if changed:
             first = results / "runs" / Path(changed[0].split(":")[0]).parent.name
             for line in changed:
@@ -361,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     # resume=True inside: later notebooks reuse the runs earlier ones made (04 and 06 use the
     # full model that 02 / 03 trained).
     params = {"preset": preset, "data_root": args.data_root, "results_dir": results_dir,
-              "resume": True, "seeds": seeds, "configs": "all", "jobs": jobs, "epochs": args.epochs,
+              "resume": True, "seeds": seeds, "configs": configs, "jobs": jobs, "epochs": args.epochs,
               "executor": args.executor,
               "slurm": {k: getattr(args, k) for k in ("partition", "account", "time", "gpus", "cpus")}}
     timings, agreement = [], ""
@@ -399,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
         except BaseException:
             if not interrupted:
                 raise
-            runs = fresh_runs(notebooks, preset, seeds, results / "runs")
+            runs = fresh_runs(notebooks, preset, seeds, results / "runs", configs)
             done = sum((run / "final.json").is_file() for run in runs)
             raise SystemExit(f"[reproduce] stopped: {done} runs finished, {len(runs) - done} stopped (each continues "
                              f"from its last.pt); continue with: {shlex.join(without(command, '--fresh'))}") from None

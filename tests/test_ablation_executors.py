@@ -86,23 +86,23 @@ def test_a_stopped_driver_leaves_every_run_resumable(smoke, stop):
     results = smoke / f"stopped-{stop.name}"
     script = ("from attnet.ablation import ABLATIONS, run_ablation\n"
               f"run_ablation({{'GP only': ABLATIONS['GP only'], 'full model': ABLATIONS['full model']}}, [0], "
-              f"'synthetic-smoke', {str(smoke / 'data')!r}, {str(results)!r}, epochs=2)\n")
+              f"'synthetic-smoke', {str(smoke / 'data')!r}, {str(results)!r}, epochs=3)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
-    first, second = results / "runs" / RUNS[0] / "final.json", results / "runs" / RUNS[1]
+    first, second = results / "runs" / RUNS[0] / "final.json", results / "runs" / RUNS[1] / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 240
-    while not (first.is_file() and second.is_dir()) and driver.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert first.is_file() and second.is_dir() and driver.poll() is None       # the second run has started
+    while not (first.is_file() and second.is_file()) and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.is_file() and second.is_file() and driver.poll() is None      # the second run has an epoch to keep
     driver.send_signal(stop)
     out = driver.communicate(timeout=60)[0]
     finished = first.stat().st_mtime_ns
-    assert not (results / "runs" / RUNS[1] / "final.json").is_file()
+    assert not (results / "runs" / RUNS[1] / "final.json").is_file(), out
     if stop == signal.SIGINT:
         assert "[ablation] stopped: 1 of 2 runs finished, 1 stopped (each continues from its last.pt)" in out, out
         assert "BrokenProcessPool" not in out and "full model" not in out.split("[ablation] stopped")[0]
-    runs = run_ablation(CONFIGS, [0], "synthetic-smoke", str(smoke / "data"), str(results), epochs=2)
+    runs = run_ablation(CONFIGS, [0], "synthetic-smoke", str(smoke / "data"), str(results), epochs=3)
     assert runs["status"].tolist() == ["done", "done"], runs["error"].tolist()      # no run left locked
     assert first.stat().st_mtime_ns == finished
-    assert pd.read_csv(results / "runs" / RUNS[1] / "metrics.csv")["epoch"].tolist() == [1, 2]
+    assert pd.read_csv(results / "runs" / RUNS[1] / "metrics.csv")["epoch"].tolist() == [1, 2, 3]

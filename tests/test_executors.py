@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from attnet import executors
-from attnet.executors import device_pool, pool_slots
+from attnet.executors import DevicePool, pool_slots
 
 
 def report_slot(barrier) -> tuple[int, str | None]:
@@ -25,12 +25,28 @@ def test_two_gpus_with_two_jobs_each_give_every_gpu_to_exactly_two_concurrent_wo
     assert slots == ["0", "1", "0", "1"]
     with multiprocessing.get_context("spawn").Manager() as manager:
         barrier = manager.Barrier(4)           # passes only with four tasks running at once
-        with device_pool(slots, threads=None) as pool:
+        with DevicePool(slots, threads=None) as pool:
             seen = list(pool.map(report_slot, [barrier] * 4))
     workers = {}
     for pid, device in seen:
         workers.setdefault(device, set()).add(pid)
     assert {device: len(pids) for device, pids in workers.items()} == {"0": 2, "1": 2}
+
+
+def what_a_worker_sees(name: str) -> tuple[str | None, str, int]:
+    return os.environ.get(name), os.getcwd(), os.getppid()
+
+
+def test_a_worker_sees_the_drivers_environment_and_folder_of_now_not_those_of_the_fork_servers_start(
+        tmp_path, monkeypatch):
+    with DevicePool([None], threads=None) as pool:         # starts the fork server (once per driver)
+        server = pool.submit(what_a_worker_sees, "ATTNET_TEST_MARK").result()[2]
+    monkeypatch.setenv("ATTNET_TEST_MARK", "set after the server started")
+    monkeypatch.chdir(tmp_path)
+    with DevicePool([None], threads=None) as pool:
+        mark, folder, parent = pool.submit(what_a_worker_sees, "ATTNET_TEST_MARK").result()
+    assert (mark, folder) == ("set after the server started", str(tmp_path))
+    assert parent == server != os.getpid()                  # forked from the same server, not from the driver
 
 
 def test_the_worker_count_follows_the_gpus_a_scheduler_gave_and_the_cpu_default(monkeypatch):

@@ -47,3 +47,12 @@ def test_the_pattern_catches_what_it_must():
     assert outside('p = "../../../elsewhere/keys.txt"', notebooks) == ["../../../elsewhere"]
     assert outside("[README](../README.md) and ../attnet/config.py", docs) == []     # climbs, but stays inside
     assert outside("os.chdir('..'); a/../b; 1..3", docs) == []
+
+
+def test_committed_notebooks_name_no_folder_of_the_machine_that_ran_them():
+    import json
+    made = {p.name: json.loads(p.read_text())["metadata"]["papermill"]
+            for p in (ROOT / "results" / "notebooks").glob("*.ipynb")}
+    assert made, "no executed notebooks under results/notebooks"
+    assert {n: (m["input_path"], m["output_path"]) for n, m in made.items()} == \
+        {n: (f"notebooks/{n}", f"results/notebooks/{n}") for n in made}

@@ -96,9 +96,13 @@ def write_final(run_dir: Path, final: dict) -> None:
 # --- config on resume ---------------------------------------------------------------------------
 def config_changes(saved: dict, cfg: Config) -> dict[str, tuple]:
     """{key: (recorded value, value now)} of the experiment settings that differ. A record
-    without a launch section was trained by one process."""
+    without a launch section was trained by one process; a config whose launch is not resolved
+    (a table asking what a run was trained with, not a process about to train it) leaves the
+    launch out."""
     launch = {"world_size": 1, "device_batch_size": (saved.get("data") or {}).get("batch_size")}
     before, now = flat_config({"launch": launch} | saved), flat_config(cfg.to_dict())
+    if cfg.launch.device_batch_size is None:
+        now = {k: v for k, v in now.items() if not k.startswith("launch.")}
     return {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v and k not in RESUME_FREE}
 
 

@@ -1,5 +1,6 @@
 """The run record survives faults and bad input: kills at the epoch boundary, divergence,
 changed settings on resume, concurrent processes, bad checkpoints, bad videos and lists."""
+import dataclasses
 import fcntl
 import json
 import os
@@ -17,6 +18,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from attnet.config import LaunchConfig
 from attnet.data import DataError
 from attnet.engine import TrainingDiverged, evaluate, fit, record
 from attnet.engine import train as train_module
@@ -288,3 +290,17 @@ def test_an_unlabelled_kinetics_test_csv_is_refused_before_training(tmp_path, sm
     with pytest.raises(DataError, match=rf"^{root / 'annotations' / 'test.csv'}: 2 rows without a label; the test "
                                         r"subset is scored, so put a labelled CSV there \(e.g. a copy of validate.csv\)$"):
         fit(smoke_cfg("data.name=kinetics400", f"data.root={root}", "run.name=k400"))
+
+
+def test_a_table_reads_a_finished_run_without_its_launch_a_process_about_to_train_with_it(smoke_cfg):
+    """What a run was trained with is the experiment; the world size matters to the process that
+    would resume it (its batch would split otherwise), not to a table reading the run afterwards."""
+    recorded = smoke_cfg().to_dict() | {"launch": {"world_size": 2, "device_batch_size": 4}}
+    asked = smoke_cfg()                                       # a table's config: launch not resolved
+    assert asked.launch.device_batch_size is None
+    assert record.config_changes(recorded, asked) == {}
+    resolved = dataclasses.replace(asked, launch=LaunchConfig(1, 8))
+    assert record.config_changes(recorded, resolved) == {"launch.world_size": (2, 1),
+                                                         "launch.device_batch_size": (4, 8)}
+    epochs = smoke_cfg("optim.epochs=3")
+    assert record.config_changes(recorded, epochs) == {"optim.epochs": (recorded["optim"]["epochs"], 3)}

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from attnet.ablation import ablation_table, run_ablation
-from tests.notebooks import ROOT, run_notebook
+from tests.notebooks import ROOT, outputs, run_notebook
 
 pytest.importorskip("papermill")
 
@@ -66,16 +66,21 @@ def test_ablation_runs_of_a_killed_worker_go_again_and_resume(workspace, monkeyp
 
 
 @pytest.mark.slow
-def test_attention_notebook_draws_figures(workspace, tmp_path):
-    run_notebook("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [1], "resume": False})
+def test_attention_notebook_draws_figures_inline_and_saved(workspace, tmp_path):
+    run_notebook("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [0, 1], "resume": False})
+    images = [o for o in outputs(tmp_path / "att.ipynb") if "image/png" in o.get("data", {})]
+    assert len(images) == 2 and all(len(image["data"]["image/png"]) > 2000 for image in images)   # one per video
     figures = f"{workspace['results_dir']}/figures"
-    png = open(f"{figures}/attention_synthetic-smoke_video1.png", "rb").read()
-    assert png[:4] == b"\x89PNG" and len(png) > 5000
-    assert open(f"{figures}/attention_synthetic-smoke_video1.gif", "rb").read()[:6] == b"GIF89a"
+    for video in (0, 1):
+        png = open(f"{figures}/attention_synthetic-smoke_video{video}.png", "rb").read()
+        assert png[:4] == b"\x89PNG" and len(png) > 5000
+    assert open(f"{figures}/attention_synthetic-smoke_video0.gif", "rb").read()[:6] == b"GIF89a"   # the first shown
+    assert not os.path.exists(f"{figures}/attention_synthetic-smoke_video1.gif")
     table = pd.read_csv(f"{workspace['results_dir']}/tables/localization_synthetic-smoke.csv")
-    assert table["stream"].tolist() == ["oracle", "sa", "la", "uniform"]         # ceiling, the streams, floor
+    assert table["stream"].tolist() == ["oracle", "sa", "la", "gradcam", "uniform"]   # ceiling, maps, floor
     mass = table.set_index("stream")["mass_in_box"]
     assert mass["oracle"] > 3 * mass["uniform"] > 0              # the box's coverage puts its mass on the box
+    assert 0 <= mass["gradcam"] <= 100
 
 
 def test_reproduce_runs_the_chosen_notebooks_and_writes_timings_and_index(workspace, tmp_path):
@@ -87,6 +92,8 @@ def test_reproduce_runs_the_chosen_notebooks_and_writes_timings_and_index(worksp
                                                                   as_version=4).cells
              if cell.cell_type == "code" for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
     assert shown[-1].startswith("No second reproduction compared yet")
+    made = nbformat.read(tmp_path / "res" / "notebooks" / "05_results.ipynb", as_version=4).metadata.papermill
+    assert made.input_path == "notebooks/05_results.ipynb" and not os.path.isabs(made.output_path)
     timings = pd.read_csv(tmp_path / "res" / "tables" / "reproduce_timings_synthetic-smoke.csv")
     assert timings["notebook"].tolist() == ["05_results"] and timings["seconds"].iloc[0] > 0
     assert (tmp_path / "res" / "notebooks" / "05_results.ipynb").is_file()
@@ -119,7 +126,9 @@ def test_ablation_names_and_keys_are_checked_before_any_run(workspace):
     from attnet.experiments import notebook_param
     assert choose_ablations('["GP only"]', '{"mine": {"streams": [sa], "temporal": gru}}') == \
         {"GP only": {"streams": ["gp"]}, "mine": {"streams": ["sa"], "temporal": "gru"}}
-    assert list(choose_ablations("all")) == list(ABLATIONS)
+    assert list(choose_ablations("all")) == list(choose_ablations("all", preset="synthetic")) == list(ABLATIONS)
+    # a dataset without actor boxes: every row but the oracle control
+    assert list(choose_ablations("all", preset="ucf101")) == [n for n in ABLATIONS if n != "oracle + GP (fusion layer)"]
     with pytest.raises(ValueError, match=r"unknown ablation\(s\) 'GP-only'; choose from 'GP only', 'SA only'"):
         choose_ablations(["GP-only"])
     with pytest.raises(ValueError, match=r"ablation 'mine': unknown key\(s\) stream; an ablation sets only streams, "):
