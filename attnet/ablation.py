@@ -184,7 +184,9 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     two 1-thread runs finish sooner than one 2-thread run after another (small convs scale poorly
     over threads; `python -m attnet.bench model --threads 1` prints it), and at most as many loader
     workers. The workers fork from a server that imports attnet once per calling process (its
-    first pool takes ~5 s to start, later ones a fraction of a second). Ctrl-C stops them
+    first pool takes ~5 s to start, later ones a fraction of a second); they import the caller's
+    main module, so a script calls run_ablation under `if __name__ == "__main__":` (notebooks need
+    nothing). Ctrl-C stops them
     and says how many runs finished; the same call continues the others from their last.pt.
 
     "slurm" / "submitit-local": see submit_ablation."""
