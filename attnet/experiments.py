@@ -61,14 +61,16 @@ class TrainedRun:
 
 
 def trained_run(preset: str, results_dir: str = "results/smoke", resume: bool = True, data_root: str | None = None,
-                run_name: str | None = None, device: str = "auto") -> TrainedRun:
+                run_name: str | None = None, device: str = "auto", epochs: int | None = None) -> TrainedRun:
     """The preset's run (the full model, seed 0, unless `run_name` names another), trained first
-    if absent, its best checkpoint loaded through the engine's loader onto `device`. A named run
-    that has finished is shown as it was trained, whatever the preset says now."""
+    (for `epochs`, else the preset's) if absent, its best checkpoint loaded through the engine's
+    loader onto `device`. A named run that has finished is shown as it was trained, whatever the
+    preset says now."""
     named = Path(results_dir) / "runs" / run_name if run_name else None
     if named is not None and (named / "final.json").is_file():
         return finished_run(named, device)
     overrides = run_overrides(results_dir, resume, data_root) + [f"run.device={device}"]
+    overrides += [f"optim.epochs={epochs}"] if epochs else []
     cfg = load_config(preset, overrides + ([f"run.name={run_name}"] if run_name else []))
     return finished_run(fit(cfg), device)
 
@@ -156,12 +158,14 @@ def transfer_experiment(preset: str, results_dir: str = "results/smoke", resume:
                         target_root: str | None = None, init_checkpoint: str | None = None,
                         epochs: int | None = None) -> Transfer:
     """Fine-tune from `init_checkpoint` (heads replaced) against training from scratch on the
-    target. Without a checkpoint the preset's full model (seed 0, trained if absent) is the
-    pre-trained model; without a target preset the target is a synthetic stand-in (synthetic
-    presets) or the preset itself (a real dataset, e.g. fine-tuning the authors' Kinetics model)."""
+    target, each for `epochs` (else the target preset's). Without a checkpoint the preset's full
+    model (seed 0, trained for `epochs` if absent) is the pre-trained model; without a target
+    preset the target is a synthetic stand-in (synthetic presets) or the preset itself (a real
+    dataset, e.g. fine-tuning the authors' Kinetics model)."""
     common = run_overrides(results_dir, resume)
     if init_checkpoint is None:
-        source = load_config(preset, run_overrides(results_dir, resume, data_root))
+        source = load_config(preset, run_overrides(results_dir, resume, data_root)
+                             + ([f"optim.epochs={epochs}"] if epochs else []))
         init_checkpoint = str(fit(source) / "checkpoints" / "best.pt")
     if target_preset is None and load_config(preset).data.name == "synthetic":
         target, target_name = stand_in_target(preset), preset

@@ -1,9 +1,11 @@
 """The notebooks' computations as functions: a trained run loaded for inspection, the transfer target."""
 import json
 
+import pandas as pd
+import pytest
 import torch
 
-from attnet.experiments import run_overrides, stand_in_target, trained_run, video_attention
+from attnet.experiments import run_overrides, stand_in_target, trained_run, transfer_experiment, video_attention
 
 
 def test_run_overrides_point_the_run_at_the_registry():
@@ -34,3 +36,17 @@ def test_trained_run_holds_the_best_checkpoint_in_eval_mode(tmp_path):
         assert maps.shape == (4, 4, 4)
         torch.testing.assert_close(maps.sum(dim=(1, 2)), torch.ones(4))
     assert shown.title.startswith(run.test.records[0].path.name + ": true ")
+
+
+def test_a_run_trained_for_fewer_epochs_is_what_04_and_06_use_when_given_them(tmp_path):
+    """`attnet reproduce --epochs 1`: 03 trains the full model for 1 epoch; 04 and 06 reuse it."""
+    where = dict(results_dir=str(tmp_path / "res"), data_root=str(tmp_path / "data"))
+    first = trained_run("synthetic-smoke", device="cpu", epochs=1, **where)
+    assert pd.read_csv(first.run_dir / "metrics.csv")["epoch"].tolist() == [1]
+    finished = (first.run_dir / "final.json").stat().st_mtime_ns
+    with pytest.raises(ValueError, match=r"optim.epochs: 1 -> 4\); retrain it .*\(attnet reproduce --fresh\)"):
+        trained_run("synthetic-smoke", device="cpu", **where)           # the preset's 4 epochs: not this run
+    assert trained_run("synthetic-smoke", device="cpu", epochs=1, **where).run_dir == first.run_dir
+    transfer = transfer_experiment("synthetic-smoke", epochs=1, **where)
+    assert transfer.init_checkpoint == str(first.run_dir / "checkpoints" / "best.pt")
+    assert (first.run_dir / "final.json").stat().st_mtime_ns == finished        # reused, never retrained

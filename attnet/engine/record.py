@@ -116,7 +116,7 @@ def check_finished(run_dir: Path, cfg: Config) -> None:
     if changes:
         said = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
         raise ValueError(f"{path}: this finished run was trained with other settings ({said}); retrain it with "
-                         "run.overwrite=true (attnet reproduce without --resume), or ask for its own settings")
+                         "run.overwrite=true (attnet reproduce --fresh), or ask for its own settings")
 
 
 def record_config(run_dir: Path, cfg: Config, resumed_after: int | None = None) -> None:
