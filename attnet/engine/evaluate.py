@@ -1,6 +1,7 @@
 """Multi-clip evaluation: per-video scores of every stream, gathered across processes."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -115,14 +116,16 @@ def evaluate(cfg: Config, checkpoint_path: str | Path, subset: str = "test",
     """Test a checkpoint: top-1 / top-5 (fused and per stream), mean class accuracy, confusion.
     Writes per-video scores to `scores_path` (csv or csv.gz) when given, from rank 0."""
     info = runtime.from_config(cfg)
-    root = dataset_root(cfg, info)
-    dataset = build_datasets(cfg, (subset,), root)[subset]
-    check_labelled(cfg, root, subset, dataset)
-    model = build_model(cfg, len(dataset.classes), info.device, init=False)
-    state = checkpoint.load(Path(checkpoint_path), fix="pass another --checkpoint (best, last or a path)")
-    model.load_state_dict(state["model"] if "model" in state else state)
-    labels, scores, order = predict(model, dataset, cfg, info, desc=subset)
-    metrics = summarize(scores, labels, len(dataset.classes), skipped=len(dataset) - len(order))
-    if scores_path is not None and info.is_main:
-        write_csv(scores_frame(dataset, labels, scores, order), Path(scores_path))
+    # under torchrun / srun an error on one rank (a bad video, a checkpoint it cannot read) ends every rank
+    with distributed.fail_together(info, lambda text: print(text, file=sys.stderr, end="", flush=True)):
+        root = dataset_root(cfg, info)
+        dataset = build_datasets(cfg, (subset,), root)[subset]
+        check_labelled(cfg, root, subset, dataset)
+        model = build_model(cfg, len(dataset.classes), info.device, init=False)
+        state = checkpoint.load(Path(checkpoint_path), fix="pass another --checkpoint (best, last or a path)")
+        model.load_state_dict(state["model"] if "model" in state else state)
+        labels, scores, order = predict(model, dataset, cfg, info, desc=subset)
+        metrics = summarize(scores, labels, len(dataset.classes), skipped=len(dataset) - len(order))
+        if scores_path is not None and info.is_main:
+            write_csv(scores_frame(dataset, labels, scores, order), Path(scores_path))
     return metrics

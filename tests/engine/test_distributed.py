@@ -24,8 +24,9 @@ import yaml
 from torch.utils.data import TensorDataset
 
 from attnet.config import load_config
-from attnet.data import build_loader, datasets
+from attnet.data import build_loader, datasets, synthetic
 from attnet.engine import RunExists, distributed, evaluate, fit, runtime
+from attnet.engine.build import build_model
 from attnet.engine.train import device_batch
 
 
@@ -350,6 +351,39 @@ def test_an_error_on_one_rank_ends_every_rank_and_the_record_names_it(srun_cfg, 
     # written by rank 1, or over it by rank 0 when gloo saw rank 1 go first; either names rank 1
     assert re.fullmatch(r"(attnet.engine.distributed.RankFailed: )?rank 1: RuntimeError: injected failure in epoch 1"
                         r"( \(rank 0 stopped with it\))?", error.strip().splitlines()[-1]), error
+
+
+def _eval_worker(rank: int, world: int, port: int, overrides: list, checkpoint: str, out: str) -> None:
+    """attnet evaluate's call on two ranks; rank 1 cannot read the checkpoint and then lives on, as
+    a rank does whose failure the network does not show the others (NCCL)."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        evaluate(load_config("synthetic-smoke", overrides), checkpoint if rank == 0 else f"{out}/missing.pt")
+    except distributed.RankFailed as err:
+        open(f"{out}/raised{rank}", "w").write(str(err))
+        time.sleep(30)                                 # alive: only the watchdog can end rank 0
+
+
+@pytest.mark.slow
+def test_an_evaluation_that_fails_on_one_rank_ends_every_rank(smoke_cfg, tmp_path):
+    cfg = smoke_cfg()
+    synthetic.ensure(cfg.data.root, **cfg.data.synthetic)
+    checkpoint = tmp_path / "weights.pt"
+    torch.save({"model": build_model(cfg, 4, torch.device("cpu")).state_dict()}, checkpoint)
+    overrides = [f"data.root={cfg.data.root}", "data.workers=0"]
+    context = mp.spawn(_eval_worker, args=(2, _free_port(), overrides, str(checkpoint), str(tmp_path)),
+                       nprocs=2, join=False)
+    rank0 = context.processes[0]
+    try:
+        rank0.join(60)
+        assert rank0.exitcode == 1                     # ended in predict's gather, not left waiting there
+        assert (tmp_path / "raised1").read_text().startswith("rank 1: CheckpointError: ")
+        assert not (tmp_path / "raised0").exists()
+    finally:
+        for process in context.processes:
+            process.kill()
 
 
 def _hang_worker(rank: int, world: int, port: int, out: str) -> None:
