@@ -26,7 +26,8 @@ def test_causes_notebook_writes_its_table_and_figure(workspace, tmp_path):
     assert table["seeds"].iloc[:3].eq("2/2").all() and table["SA mass call"].iloc[0] == "reference"
     runs = pd.read_csv(f"{tables}/attention_causes_runs_synthetic-smoke.csv")
     assert runs[["sa.mass", "la.mass"]].notna().all().all() and runs["sa.mass"].between(0, 100).all()
-    assert set(runs["run"]) >= {"synthetic-smoke-objpre_gp+sa+la_sru_seed1", "synthetic-smoke-nolight_gp+sa+la_sru_seed1"}
+    assert set(runs["run"]) >= {"synthetic-smoke-objpre_gp+sa+la_sru_seed1",
+                                "synthetic-smoke-nolight_gp+sa+la_sru_seed1"}
     assert json.loads(open(f"{workspace['data_root']}-nolight/meta.json").read())["lighting"] is False
     pretraining = pd.read_csv(f"{tables}/attention_causes_pretraining_synthetic-smoke.csv")
     assert pretraining["epochs"].tolist() == [1] and pretraining["train videos"].tolist() == [24]
