@@ -84,10 +84,9 @@ def spec_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "resu
                 device: str = "auto", run_name: str | None = None, workers: int | None = None) -> Config:
     """The config train_config trains: also what a finished run of it must have been trained with."""
     model = spec_model(spec)
-    overrides = run_overrides(results_dir, resume, data_root) + [
+    overrides = run_overrides(results_dir, resume, data_root, epochs) + [
         f"model.{k}={json.dumps(getattr(model, k))}" for k in SPEC_KEYS if k != "amp"] + [
         f"run.seed={seed}", f"run.device={device}"]
-    overrides += [f"optim.epochs={epochs}"] if epochs else []
     overrides += [f"optim.amp={spec['amp']}"] if spec.get("amp") else []
     overrides += [f"run.name={run_name}"] if run_name else []
     overrides += [f"run.threads={threads}"] if threads else []
@@ -186,8 +185,8 @@ def run_ablation(configs: dict[str, dict], seeds, preset: str, data_root: str | 
     workers. The workers fork from a server that imports attnet once per calling process (its
     first pool takes ~5 s to start, later ones a fraction of a second); they import the caller's
     main module, so a script calls run_ablation under `if __name__ == "__main__":` (notebooks need
-    nothing). Ctrl-C stops them
-    and says how many runs finished; the same call continues the others from their last.pt.
+    nothing). Ctrl-C stops them and says how many runs finished; the same call continues the
+    others from their last.pt.
 
     "slurm" / "submitit-local": see submit_ablation."""
     check_ablations(configs)

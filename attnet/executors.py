@@ -14,8 +14,8 @@ import json
 import multiprocessing
 import os
 import signal
-import threading
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 

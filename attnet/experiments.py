@@ -22,10 +22,12 @@ from attnet.models import GLKANet
 from attnet.viz import to_images
 
 
-def run_overrides(results_dir: str, resume: bool = True, data_root: str | None = None) -> list[str]:
-    """The overrides every notebook passes: its run registry, resume or start afresh, the data root."""
+def run_overrides(results_dir: str, resume: bool = True, data_root: str | None = None,
+                  epochs: int | None = None) -> list[str]:
+    """The overrides every notebook passes: its run registry, resume or start afresh, the data root
+    and the epochs (None: the preset's)."""
     out = [f"run.out_dir={results_dir}/runs", f"run.resume={resume}", f"run.overwrite={not resume}"]
-    return out + ([f"data.root={data_root}"] if data_root else [])
+    return out + ([f"data.root={data_root}"] if data_root else []) + ([f"optim.epochs={epochs}"] if epochs else [])
 
 
 def notebook_param(name: str, value, kind: type):
@@ -69,8 +71,7 @@ def trained_run(preset: str, results_dir: str = "results/smoke", resume: bool = 
     named = Path(results_dir) / "runs" / run_name if run_name else None
     if named is not None and (named / "final.json").is_file():
         return finished_run(named, device)
-    overrides = run_overrides(results_dir, resume, data_root) + [f"run.device={device}"]
-    overrides += [f"optim.epochs={epochs}"] if epochs else []
+    overrides = run_overrides(results_dir, resume, data_root, epochs) + [f"run.device={device}"]
     cfg = load_config(preset, overrides + ([f"run.name={run_name}"] if run_name else []))
     return finished_run(fit(cfg), device)
 
@@ -162,10 +163,9 @@ def transfer_experiment(preset: str, results_dir: str = "results/smoke", resume:
     model (seed 0, trained for `epochs` if absent) is the pre-trained model; without a target
     preset the target is a synthetic stand-in (synthetic presets) or the preset itself (a real
     dataset, e.g. fine-tuning the authors' Kinetics model)."""
-    common = run_overrides(results_dir, resume)
+    common = run_overrides(results_dir, resume, epochs=epochs)
     if init_checkpoint is None:
-        source = load_config(preset, run_overrides(results_dir, resume, data_root)
-                             + ([f"optim.epochs={epochs}"] if epochs else []))
+        source = load_config(preset, run_overrides(results_dir, resume, data_root, epochs))
         init_checkpoint = str(fit(source) / "checkpoints" / "best.pt")
     if target_preset is None and load_config(preset).data.name == "synthetic":
         target, target_name = stand_in_target(preset), preset
@@ -173,7 +173,6 @@ def transfer_experiment(preset: str, results_dir: str = "results/smoke", resume:
         target_name = target_preset or preset
         root = target_root or (data_root if target_preset is None else None)
         target = [f"data.root={root}"] if root else []
-    target += [f"optim.epochs={epochs}"] if epochs else []
     rows = []
     for label, start in (("fine-tuned", f"model.init_checkpoint={init_checkpoint}"),
                          ("from scratch", "model.init_checkpoint=null")):

@@ -12,6 +12,8 @@ def test_run_overrides_point_the_run_at_the_registry():
     assert run_overrides("res", resume=False, data_root="d") == \
         ["run.out_dir=res/runs", "run.resume=False", "run.overwrite=True", "data.root=d"]
     assert run_overrides("res") == ["run.out_dir=res/runs", "run.resume=True", "run.overwrite=False"]
+    assert run_overrides("res", epochs=3) == ["run.out_dir=res/runs", "run.resume=True", "run.overwrite=False",
+                                              "optim.epochs=3"]
 
 
 def test_stand_in_target_is_a_smaller_synthetic_dataset():

@@ -1,6 +1,7 @@
 """The repository stands alone: no tracked file sends a reader or a test outside the checkout.
 Every relative path that climbs (`../name`) is resolved from the folder of the file that names it
 and must stay inside the repository."""
+import json
 import re
 import shutil
 import subprocess
@@ -50,7 +51,6 @@ def test_the_pattern_catches_what_it_must():
 
 
 def test_committed_notebooks_name_no_folder_of_the_machine_that_ran_them():
-    import json
     made = {p.name: json.loads(p.read_text())["metadata"]["papermill"]
             for p in (ROOT / "results" / "notebooks").glob("*.ipynb")}
     assert made, "no executed notebooks under results/notebooks"

@@ -16,6 +16,11 @@ def outputs(path: Path) -> list[dict]:
     return [o for cell in json.loads(path.read_text())["cells"] for o in cell.get("outputs", [])]
 
 
+def inline_images(path: Path) -> list[str]:
+    """The base64 PNG of every figure an executed notebook shows in its cells."""
+    return [o["data"]["image/png"] for o in outputs(path) if "image/png" in o.get("data", {})]
+
+
 def kernel_warnings(path: Path) -> str:
     """The executed notebook's stderr where it holds a warning of the kernel or its logging, else ''."""
     text = "".join("".join(o.get("text", "")) for o in outputs(path) if o.get("name") == "stderr")

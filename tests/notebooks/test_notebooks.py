@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from attnet.ablation import ablation_table, run_ablation
-from tests.notebooks import ROOT, outputs, run_notebook
+from tests.notebooks import ROOT, inline_images, run_notebook
 
 pytest.importorskip("papermill")
 
@@ -68,8 +68,8 @@ def test_ablation_runs_of_a_killed_worker_go_again_and_resume(workspace, monkeyp
 @pytest.mark.slow
 def test_attention_notebook_draws_figures_inline_and_saved(workspace, tmp_path):
     run_notebook("04_attention", tmp_path / "att.ipynb", {**workspace, "videos": [0, 1], "resume": False})
-    images = [o for o in outputs(tmp_path / "att.ipynb") if "image/png" in o.get("data", {})]
-    assert len(images) == 2 and all(len(image["data"]["image/png"]) > 2000 for image in images)   # one per video
+    images = inline_images(tmp_path / "att.ipynb")
+    assert len(images) == 2 and all(len(image) > 2000 for image in images)   # one per video
     figures = f"{workspace['results_dir']}/figures"
     for video in (0, 1):
         png = open(f"{figures}/attention_synthetic-smoke_video{video}.png", "rb").read()

@@ -12,7 +12,7 @@ from attnet import reproduce
 from attnet.config import PRESET_PATH
 from attnet.data import lists
 
-from tests.notebooks import kernel_warnings, outputs
+from tests.notebooks import inline_images, kernel_warnings
 
 from ..data.conftest import write_avi, write_text
 
@@ -97,8 +97,8 @@ def test_reproduce_runs_every_notebook_on_a_paper_preset(tmp_path, monkeypatch):
     for notebook in notebooks:      # 06 trains three runs, 03 once ran 02 in kernels whose log landed in its cells
         path = results / "notebooks" / f"{notebook}.ipynb"
         assert not kernel_warnings(path), (notebook, kernel_warnings(path)[:500])
-    images = [o for o in outputs(results / "notebooks" / "01_data.ipynb") if "image/png" in o.get("data", {})]
-    assert len(images) == 2 and all(len(image["data"]["image/png"]) > 2000 for image in images)   # shown inline
+    images = inline_images(results / "notebooks" / "01_data.ipynb")
+    assert len(images) == 2 and all(len(image) > 2000 for image in images)   # shown inline
     assert {f"data_samples_{name}.png", "tsn_sampling.png"} <= {p.name for p in (results / "figures").iterdir()}
     assert (results / "figures" / f"attention_{name}_video0.png").is_file()
     table = (results / "tables" / f"ablation_{name}.md").read_text()
