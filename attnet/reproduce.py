@@ -350,6 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     kind = device_kind()
     seeds, jobs = budget(preset, kind, args.seeds, args.jobs)
     configs = args.configs or "all"
+    try:
+        choose_ablations(configs, preset=preset)          # a misspelt row stops here, before any run
+    except ValueError as err:
+        raise SystemExit(f"--{err}") from None       # "--configs: unknown ablation(s) ..."
     where = f"{jobs} run(s) at a time" if args.executor == "pool" else f"one {args.executor} job per run"
     print(f"[reproduce] {kind}: seeds {seeds}, {where}; into {results}", flush=True)
     notebooks = list(args.only or NOTEBOOKS)

@@ -115,3 +115,14 @@ def test_a_reproduction_goes_to_its_own_folder_and_is_compared_with_the_committe
     assert f"[reproduce] {calls} of {calls} ablation calls agree with the committed results/" in capsys.readouterr().out
     assert f"{calls} of {calls} calls agree." in table.read_text()
     assert "machine not recorded" not in table.read_text()       # this reproduction's machine, written before
+
+
+def test_configs_choose_the_rows_a_call_retrains_and_a_misspelt_one_stops_it_in_one_line(tmp_path, recorder):
+    res = tmp_path / "res"
+    full, gp = (finished_run(res, ABLATIONS[row], 0) for row in ("full model", "GP only"))
+    args = ["--preset", "synthetic", "--only", "03_ablation", "--seeds", "0", "--results", str(res), "--fresh"]
+    with pytest.raises(SystemExit, match=r"^--configs: unknown ablation\(s\) 'GP-only'; choose from 'GP only', "):
+        reproduce.main(args + ["--configs", "GP-only"])
+    assert recorder == [] and gp.is_dir() and full.is_dir()              # nothing deleted, nothing run
+    reproduce.main(args + ["--configs", "GP only"])
+    assert recorder == ["03_ablation"] and not gp.exists() and (full / "final.json").is_file()   # only its row
