@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import submitit
-import yaml
 
 from attnet import stats
 from attnet.config import Config, ModelConfig, load_config, run_name
@@ -151,17 +150,12 @@ def _train_logged(log: Path, append: bool, *args, **kwargs) -> tuple[Path | None
 def settings_error(preset: str, spec: dict, seed: int, results_dir: str, data_root: str | None = None,
                    epochs: int | None = None) -> str:
     """Why the finished run of this row and seed cannot enter its table (record.check_finished's
-    message: trained with other settings), or "". optim.amp=auto matches the precision it resolved
-    to where the run trained (another machine's GPU, say)."""
+    message: trained with other settings), or "": the same rule as the run's own fit."""
     cfg = spec_config(preset, spec, seed, results_dir, data_root=data_root, epochs=epochs,
                       run_name=ablation_run_name(preset, spec, seed))
     run_dir = Path(cfg.run.out_dir) / cfg.run_name
     if not (run_dir / "final.json").is_file():
         return ""
-    if cfg.optim.amp == "auto":
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-        amp = saved.get("optim", {}).get("amp", "auto")
-        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, amp=amp))
     try:
         record.check_finished(run_dir, cfg)
     except ValueError as err:

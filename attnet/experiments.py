@@ -86,7 +86,9 @@ def finished_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
     root = dataset_root(cfg, rt)
     test = build_datasets(cfg, ("test",), root)["test"]
     model = build_model(cfg, len(test.classes), rt.device, init=False).eval()
-    model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / "best.pt")["model"])
+    model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / "best.pt", fix=(
+        "this finished run kept no checkpoint (the committed results/ hold none); retrain it with "
+        "run.overwrite=true (attnet reproduce --fresh)"))["model"])
     return TrainedRun(cfg, run_dir, model, test, root, rt.device)
 
 
@@ -141,6 +143,7 @@ class Transfer:
     table: pd.DataFrame                # one row per start ("fine-tuned", "from scratch"): test top-1 fused and per stream
     init_checkpoint: str               # what the fine-tuned run started from
     target_name: str                   # the target's preset (names the runs and the table)
+    runs: dict[str, Path]              # start -> its run directory
 
 
 def stand_in_target(preset: str) -> list[str]:
@@ -173,12 +176,12 @@ def transfer_experiment(preset: str, results_dir: str = "results/smoke", resume:
         target_name = target_preset or preset
         root = target_root or (data_root if target_preset is None else None)
         target = [f"data.root={root}"] if root else []
-    rows = []
+    rows, runs = [], {}
     for label, start in (("fine-tuned", f"model.init_checkpoint={init_checkpoint}"),
                          ("from scratch", "model.init_checkpoint=null")):
         name = f"run.name={target_name}_transfer_{label.replace(' ', '-')}"
-        run_dir = fit(load_config(target_preset or preset, common + target + [start, name]))
+        run_dir = runs[label] = fit(load_config(target_preset or preset, common + target + [start, name]))
         test = json.loads((run_dir / "final.json").read_text())["test"]
         rows.append({"start": label, "top-1": round(test["top1"], 1),
                      **{s.upper(): round(test[f"{s}_top1"], 1) for s in ("gp", "sa", "la") if f"{s}_top1" in test}})
-    return Transfer(pd.DataFrame(rows), init_checkpoint, target_name)
+    return Transfer(pd.DataFrame(rows), init_checkpoint, target_name, runs)

@@ -296,6 +296,19 @@ def pending_runs(results: Path, preset: str) -> int:
     return int(pd.read_csv(path)["status"].isin(["queued", "running"]).sum()) if path.is_file() else 0
 
 
+def failed_runs(results: Path, preset: str) -> str:
+    """The line that ends a call whose ablation had failed runs (03's runs table says), or "": the
+    table keeps them as failed rows and the other notebooks go on, but the call must not read as done."""
+    path = results / "tables" / f"ablation_runs_{preset}.csv"
+    runs = pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=["status"])
+    failed = runs[runs["status"] == "failed"]
+    if failed.empty:
+        return ""
+    first = failed.iloc[0]
+    return (f"[reproduce] {len(failed)} of {len(runs)} ablation runs failed, first {first['run']}: {first['error']} "
+            f"(each run's log: {results / 'logs' / 'ablation'}/<run>.log)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="attnet reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -434,3 +447,6 @@ def main(argv: list[str] | None = None) -> None:
           f"{results / 'notebooks'}, tables in {results / 'tables'}, figures in {results / 'figures'}")
     if agreement:
         print(agreement, flush=True)
+    failed = failed_runs(results, preset) if "03_ablation" in notebooks else ""
+    if failed:
+        raise SystemExit(failed)

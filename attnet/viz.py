@@ -133,6 +133,24 @@ def stream_accuracy(test: dict, title: str = "", path=None) -> Figure:
     return save_figure(fig, path)
 
 
+def transfer_curves(curves: dict[str, pd.DataFrame], title: str = "", path=None) -> Figure:
+    """Training loss and validation top-1 per epoch of each start (fine-tuned, from scratch) on
+    one pair of axes: how many epochs the pre-trained start saves, not only where each ends."""
+    fig = Figure(figsize=(8, 3))
+    left, right = fig.subplots(1, 2)
+    for label, metrics in curves.items():
+        left.plot(metrics["epoch"], metrics["loss"], marker="o", ms=3, label=label)
+        if "val_top1" in metrics:
+            right.plot(metrics["epoch"], metrics["val_top1"], marker="o", ms=3, label=label)
+    left.set(xlabel="epoch", ylabel="loss", title="training loss")
+    right.set(xlabel="epoch", ylabel="top-1 (%)", title="validation top-1", ylim=(0, 100))
+    for ax in (left, right):
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> Figure:
     """Mean and 95 % t-interval over seeds of each configuration, as the ablation table (rows: one run each)."""
     from attnet.stats import t_interval

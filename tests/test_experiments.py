@@ -1,11 +1,13 @@
 """The notebooks' computations as functions: a trained run loaded for inspection, the transfer target."""
 import json
+import shutil
 
 import pandas as pd
 import pytest
 import torch
 
 from attnet.experiments import run_overrides, stand_in_target, trained_run, transfer_experiment, video_attention
+from attnet.files import CheckpointError
 
 
 def test_run_overrides_point_the_run_at_the_registry():
@@ -51,4 +53,12 @@ def test_a_run_trained_for_fewer_epochs_is_what_04_and_06_use_when_given_them(tm
     assert trained_run("synthetic-smoke", device="cpu", epochs=1, **where).run_dir == first.run_dir
     transfer = transfer_experiment("synthetic-smoke", epochs=1, **where)
     assert transfer.init_checkpoint == str(first.run_dir / "checkpoints" / "best.pt")
+    assert {start: run.name for start, run in transfer.runs.items()} == {
+        "fine-tuned": "synthetic-smoke_transfer_fine-tuned", "from scratch": "synthetic-smoke_transfer_from-scratch"}
+    assert transfer.table["top-1"].tolist() == [round(json.loads((run / "final.json").read_text())["test"]["top1"], 1)
+                                                for run in transfer.runs.values()]
     assert (first.run_dir / "final.json").stat().st_mtime_ns == finished        # reused, never retrained
+    shutil.rmtree(first.run_dir / "checkpoints")             # a finished run as results/ commits it: no weights
+    with pytest.raises(CheckpointError, match=r"best.pt: checkpoint not found; this finished run kept no checkpoint"
+                                              r" .*retrain it with run.overwrite=true \(attnet reproduce --fresh\)$"):
+        trained_run("synthetic-smoke", device="cpu", epochs=1, **where)

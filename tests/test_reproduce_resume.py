@@ -1,7 +1,8 @@
 """`attnet reproduce` run again loses nothing: finished runs stay, unfinished ones continue, --fresh
 retrains; a run trained under other settings stops the call with both ways on; Ctrl-C says in one
-line what finished and how to continue; the reproduction lands in its own folder and is compared
-with the committed results. The notebooks are replaced by recorders."""
+line what finished and how to continue; failed runs end it with one line and a non-zero exit; the
+reproduction lands in its own folder and is compared with the committed results. The notebooks are
+replaced by recorders."""
 import os
 import signal
 import shutil
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from attnet import reproduce
-from attnet.ablation import ABLATIONS, ablation_run_name, spec_config
+from attnet.ablation import ABLATIONS, ablation_run_name, run_row, spec_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL0 = ablation_run_name("synthetic", ABLATIONS["full model"], 0)
@@ -95,6 +96,28 @@ def test_queued_jobs_stop_the_call_after_the_ablation_which_goes_first(tmp_path,
     assert seen == [("03_ablation", "slurm", "gpu")]                  # 02 would train in the kernel: it waits
     out = capsys.readouterr().out
     assert "[reproduce] 1 ablation runs are queued or running" in out and "calls agree" not in out
+
+
+def test_failed_ablation_runs_end_the_call_with_one_line_and_a_nonzero_exit_after_the_other_notebooks(tmp_path,
+                                                                                                    monkeypatch):
+    res, seen = tmp_path / "res", []
+
+    def ablation(source, output, params, cwd):
+        seen.append(source.stem)
+        if source.stem == "03_ablation":                  # the runs table 03 writes: one run failed, one done
+            failed = run_row(("GP only", ABLATIONS["GP only"], 1), "synthetic", None, 3.0, "ValueError: boom")
+            done = {"config": "GP only", "seed": 0, "run": GP0, "status": "done", "error": ""}
+            (res / "tables").mkdir(parents=True)
+            pd.DataFrame([done, failed]).to_csv(res / "tables" / "ablation_runs_synthetic.csv", index=False)
+    monkeypatch.setattr(reproduce, "execute", ablation)
+    with pytest.raises(SystemExit) as stop:
+        reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "05_results", "--seeds", "0", "1",
+                        "--results", str(res)])
+    assert seen == ["03_ablation", "05_results"]                    # the other notebooks went on
+    gp1 = ablation_run_name("synthetic", ABLATIONS["GP only"], 1)
+    assert str(stop.value) == (f"[reproduce] 1 of 2 ablation runs failed, first {gp1}: ValueError: boom "
+                               f"(each run's log: {res / 'logs' / 'ablation'}/<run>.log)")
+    assert (res / "tables" / "reproduce_timings_synthetic.csv").is_file()     # the call's record written first
 
 
 def test_a_reproduction_goes_to_its_own_folder_and_is_compared_with_the_committed_results(tmp_path, monkeypatch,

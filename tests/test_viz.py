@@ -67,6 +67,17 @@ def test_figures_are_returned_without_being_left_open_in_pyplot(tmp_path):
     assert [round(b.get_height(), 1) for b in bars] == [50, 40]
 
 
+def test_transfer_curves_draw_each_start_on_shared_axes(tmp_path):
+    tuned = pd.DataFrame({"epoch": [1, 2], "loss": [1.5, 0.5], "val_top1": [60.0, 90.0]})
+    scratch = pd.DataFrame({"epoch": [1, 2, 3], "loss": [2.0, 1.8, 1.6]})         # no validation set
+    fig = viz.transfer_curves({"fine-tuned": tuned, "from scratch": scratch}, path=tmp_path / "t.png")
+    loss, val = fig.axes
+    assert [line.get_label() for line in loss.lines] == ["fine-tuned", "from scratch"]
+    assert [list(line.get_ydata()) for line in loss.lines] == [[1.5, 0.5], [2.0, 1.8, 1.6]]
+    assert [(line.get_label(), list(line.get_ydata())) for line in val.lines] == [("fine-tuned", [60.0, 90.0])]
+    assert is_png(tmp_path / "t.png")
+
+
 def test_class_samples_shows_the_first_video_of_each_class_with_its_box(tmp_path):
     from attnet.data import build_dataset, synthetic
     root = synthetic.ensure(tmp_path / "syn", num_classes=3, frames=8, size=32, distractors=1,

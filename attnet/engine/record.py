@@ -108,11 +108,15 @@ def config_changes(saved: dict, cfg: Config) -> dict[str, tuple]:
 
 def check_finished(run_dir: Path, cfg: Config) -> None:
     """A finished run is reused only for the settings it was trained with: one trained under others
-    (another optim.epochs, say, after a preset changed) would enter a table as if made by the preset."""
+    (another optim.epochs, say, after a preset changed) would enter a table as if made by the preset.
+    optim.amp=auto asks for what each machine does best, so it matches the precision it resolved to
+    where the run trained (bf16 on a GPU or a CPU with bfloat16 units, fp32 elsewhere; the record
+    names it); an explicit optim.amp must equal the record's."""
     path = run_dir / "config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    free = FINISHED_FREE + (("optim.amp",) if cfg.optim.amp == "auto" else ())
     changes = {k: v for k, v in config_changes(saved, cfg).items()
-               if k not in FINISHED_FREE and not k.startswith("reproduce.")}
+               if k not in free and not k.startswith("reproduce.")}
     if changes:
         said = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
         raise ValueError(f"{path}: this finished run was trained with other settings ({said}); retrain it with "

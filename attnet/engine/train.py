@@ -204,8 +204,6 @@ def fit(cfg: Config) -> Path:
     """Train, validate and test one configuration; returns the run directory."""
     started = time.perf_counter()
     info = runtime.from_config(cfg)
-    if cfg.optim.amp != info.amp:          # auto: the record holds the precision that runs here
-        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, amp=info.amp))
     # the record holds the world size: a resume or a finished run is compared with it
     cfg = dataclasses.replace(cfg, launch=LaunchConfig(info.world_size, device_batch(cfg, info.world_size)))
     # rank 0 alone looks at the run directory (it may be deleting it) and tells the others
@@ -215,6 +213,8 @@ def fit(cfg: Config) -> Path:
             print(f"{run_dir}: finished earlier (final.json present); nothing to do")
             record.release(run_dir)
         return run_dir
+    if cfg.optim.amp != info.amp:          # auto: the record holds the precision that runs here
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, amp=info.amp))
     _check_shared(run_dir, info)
     with distributed.fail_together(info, lambda text: write_text(run_dir / "error.txt", text)):
         _train_and_test(cfg, info, run_dir, started)

@@ -172,8 +172,8 @@ def test_final_json_names_how_the_tested_checkpoint_was_chosen():
 def test_a_finished_run_is_reused_only_for_the_settings_it_was_trained_with(smoke_cfg, tmp_path, monkeypatch):
     """A preset that changes its epochs must not find its old runs passed off as new ones; where
     the data or the runs folder live, and how many threads trained it, do not make a run stale.
-    optim.amp=auto is recorded as the precision it ran in, so a machine that resolves it otherwise
-    does not reuse the run."""
+    optim.amp=auto is recorded as the precision it ran in; auto asked again on a machine that
+    resolves it otherwise reuses the run, an explicit other precision does not."""
     from attnet.engine import runtime
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     run = fit(smoke_cfg("run.name=r", "optim.epochs=1", "optim.amp=auto"))
@@ -186,9 +186,10 @@ def test_a_finished_run_is_reused_only_for_the_settings_it_was_trained_with(smok
     assert recorded.pop("launch") == {"world_size": 1, "device_batch_size": 8}
     (run / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))   # recorded before launch was
     assert fit(smoke_cfg("run.name=r", "optim.epochs=1", "run.resume=true", "run.threads=1", "data.workers=0")) == run
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)      # a CPU with bfloat16 units
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)      # a CPU with bfloat16 units: auto is bf16 here
+    assert fit(smoke_cfg("run.name=r", "optim.epochs=1", "optim.amp=auto", "run.resume=true")) == run
     with pytest.raises(ValueError, match=r"other settings \(optim.amp: 'off' -> 'bf16'\)"):
-        fit(smoke_cfg("run.name=r", "optim.epochs=1", "optim.amp=auto", "run.resume=true"))
+        fit(smoke_cfg("run.name=r", "optim.epochs=1", "optim.amp=bf16", "run.resume=true"))
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     with pytest.raises(ValueError, match=r"config.yaml: this finished run was trained with other settings "
                                          r"\(optim.epochs: 1 -> 2\); retrain it with run.overwrite=true"):

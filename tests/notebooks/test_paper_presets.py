@@ -105,6 +105,8 @@ def test_reproduce_runs_every_notebook_on_a_paper_preset(tmp_path, monkeypatch):
     assert table.count("| done |") == 2 and "GP only" in table and "oracle" not in table
     transfer = (results / "tables" / f"transfer_{name}.md").read_text()   # fine-tuned on the preset's own data
     assert "fine-tuned" in transfer and "from scratch" in transfer
+    assert len(inline_images(results / "notebooks" / "06_transfer.ipynb")) == 1        # its curves, shown inline
+    assert (results / "figures" / f"transfer_{name}.png").is_file()
     run = full_model_run(results, name, "ucf101", data, "val")
     best, last = (torch.load(run / "checkpoints" / f"{n}.pt", weights_only=True) for n in ("best", "last"))
     val_top1 = pd.read_csv(run / "metrics.csv")["val_top1"]
