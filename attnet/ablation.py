@@ -314,8 +314,9 @@ def _job_result(job) -> tuple[Path | None, float, str]:
 
 def run_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str,
             status: str = "failed") -> dict:
-    """One run's row of an ablation table: its test metrics and last-epoch train top-1, or, with
-    `error`, that `status` ("failed"; "queued" or "running" with its job) and the error."""
+    """One run's row of an ablation table: its test metrics, last-epoch train top-1 and training
+    seconds (its record's, also where this call reused it), or, with `error`, that `status`
+    ("failed"; "queued" or "running" with its job), the error and the seconds this call spent."""
     config, spec, seed = task
     row = {"config": config, "seed": seed, "run": ablation_run_name(preset, spec, seed), "status": "done",
            "error": "", "seconds": seconds}
@@ -325,6 +326,7 @@ def run_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, erro
     row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
     row["selection"] = final["config"].get("selection", "val")
     row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence
+    row["seconds"] = final.get("wall_time_s", seconds)
     return row
 
 

@@ -296,6 +296,14 @@ def pending_runs(results: Path, preset: str) -> int:
     return int(pd.read_csv(path)["status"].isin(["queued", "running"]).sum()) if path.is_file() else 0
 
 
+def trained_since(results: Path, preset: str, since: float) -> bool:
+    """Whether a run of 03's runs table finished after `since` (epoch seconds): only a call that
+    trained some of the ablation may write its machine; one that reused every run did not make them."""
+    path = results / "tables" / f"ablation_runs_{preset}.csv"
+    finals = [results / "runs" / run / "final.json" for run in pd.read_csv(path)["run"]] if path.is_file() else []
+    return any(final.is_file() and final.stat().st_mtime >= since for final in finals)
+
+
 def failed_runs(results: Path, preset: str) -> str:
     """The line that ends a call whose ablation had failed runs (03's runs table says), or "": the
     table keeps them as failed rows and the other notebooks go on, but the call must not read as done."""
@@ -395,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
               "executor": args.executor,
               "slurm": {k: getattr(args, k) for k in ("partition", "account", "time", "gpus", "cpus")}}
     timings, agreement = [], ""
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     interrupted = []
 
     def on_interrupt(signum, frame):
@@ -418,7 +426,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s "
                       f"({time.perf_counter() - started:.0f} s so far)", flush=True)
                 if name == "03_ablation" and not pending_runs(results, preset):
-                    write_machine(results, preset)         # the ablation's machine, what replicate compares
+                    if trained_since(results, preset, began):      # the ablation's machine, what replicate compares
+                        write_machine(results, preset)
                     agreement = compare_with_committed(root, results, results_dir, preset)
                 elif name == "03_ablation":
                     print(f"[reproduce] {pending_runs(results, preset)} ablation runs are queued or running "

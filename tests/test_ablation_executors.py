@@ -74,6 +74,7 @@ def test_submitit_local_gives_the_pools_table_and_a_second_call_trains_nothing(s
     before = finals(smoke / "local")
     again = run_ablation(results_dir=str(smoke / "local"), executor="submitit-local", **common)
     assert again[metrics].equals(local[metrics]) and finals(smoke / "local") == before
+    assert again["seconds"].equals(local["seconds"])              # reused rows: the runs' training seconds
     assert sorted(p.read_text() for p in (smoke / "local" / "jobs").glob("*.json")) == jobs     # nothing submitted
 
 

@@ -3,6 +3,7 @@ retrains; a run trained under other settings stops the call with both ways on; C
 line what finished and how to continue; failed runs end it with one line and a non-zero exit; the
 reproduction lands in its own folder and is compared with the committed results. The notebooks are
 replaced by recorders."""
+import json
 import os
 import signal
 import shutil
@@ -120,6 +121,24 @@ def test_failed_ablation_runs_end_the_call_with_one_line_and_a_nonzero_exit_afte
     assert (res / "tables" / "reproduce_timings_synthetic.csv").is_file()     # the call's record written first
 
 
+def test_only_a_call_that_trained_ablation_runs_writes_the_machine_file(tmp_path, recorder, monkeypatch):
+    """The machine file names where the ablation trained (replicate compares it): a call that
+    reused every finished run (made on another machine) leaves it as it was."""
+    res = tmp_path / "res"
+    finished_run(res, ABLATIONS["full model"], 0)
+    (res / "tables").mkdir()
+    shutil.copy(ROOT / "results" / "tables" / "ablation_runs_synthetic.csv", res / "tables")   # 03's, FULL0 in it
+    (res / "machine_synthetic.json").write_text('{"cpu": "the machine that trained it"}')
+    args = ["--preset", "synthetic", "--only", "03_ablation", "--seeds", "0", "--results", str(res)]
+    reproduce.main(args)
+    assert recorder == ["03_ablation"]
+    assert (res / "machine_synthetic.json").read_text() == '{"cpu": "the machine that trained it"}'
+    monkeypatch.setattr(reproduce, "execute",                             # 03 retrains the run
+                        lambda source, output, params, cwd: (res / "runs" / FULL0 / "final.json").write_text("{}"))
+    reproduce.main(args)
+    assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] != "the machine that trained it"
+
+
 def test_a_reproduction_goes_to_its_own_folder_and_is_compared_with_the_committed_results(tmp_path, monkeypatch,
                                                                                             capsys):
     committed = ROOT / "results" / "tables" / "ablation_runs_synthetic.csv"
@@ -129,6 +148,8 @@ def test_a_reproduction_goes_to_its_own_folder_and_is_compared_with_the_committe
         seen.append(params["results_dir"])
         (Path(params["results_dir"]) / "tables").mkdir(parents=True)
         shutil.copy(committed, Path(params["results_dir"]) / "tables")
+        (Path(params["results_dir"]) / "runs" / FULL0).mkdir(parents=True)
+        (Path(params["results_dir"]) / "runs" / FULL0 / "final.json").write_text("{}")     # one trained here
     monkeypatch.setattr(reproduce, "execute", copy)
     monkeypatch.chdir(tmp_path)
     reproduce.main(["--preset", "synthetic", "--only", "03_ablation"])

@@ -38,6 +38,8 @@ def test_ablation_reports_a_failure_beside_a_result(workspace):
     runs = run_ablation({"GP only": {"streams": ["gp"]}, "broken": {"streams": ["xx"]}}, [2], workspace["preset"],
                         workspace["data_root"], workspace["results_dir"], epochs=1, jobs=2)
     assert runs["config"].tolist() == ["GP only", "broken"]          # table order, whichever finished first
+    final = json.loads(Path(f"{workspace['results_dir']}/runs/synthetic-smoke_gp_sru_seed2/final.json").read_text())
+    assert runs["seconds"].iloc[0] == final["wall_time_s"]            # the run's training time, as recorded
     config = yaml.safe_load(open(f"{workspace['results_dir']}/runs/synthetic-smoke_gp_sru_seed2/config.yaml"))
     assert config["run"]["threads"] == max(1, os.cpu_count() // 2)  # the cores are split between the two jobs
     table = ablation_table(runs).set_index("configuration")
