@@ -159,7 +159,7 @@ def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> F
     ax = fig.subplots()
     sns.barplot(data=done, y="config", x=value, errorbar=lambda v: (t_interval(v).low, t_interval(v).high),
                 color="#1f77b4", ax=ax, order=list(dict.fromkeys(done["config"])))
-    sns.stripplot(data=done, y="config", x=value, color="black", size=3, ax=ax,
+    sns.stripplot(data=done, y="config", x=value, color="black", size=3, ax=ax, jitter=False,   # the same PNG each run
                   order=list(dict.fromkeys(done["config"])))
     ax.set(xlabel="test top-1 (%), mean and 95 % t-interval over seeds", ylabel="", xlim=(0, 100))
     fig.tight_layout()

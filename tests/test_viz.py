@@ -63,6 +63,10 @@ def test_figures_are_returned_without_being_left_open_in_pyplot(tmp_path):
     for i, fig in enumerate(figures):
         fig.savefig(tmp_path / f"{i}.png")
         assert is_png(tmp_path / f"{i}.png")
+    seeds = pd.DataFrame({"config": ["a", "a", "a"], "test.top1": [10.0, 20.0, 30.0], "status": ["done"] * 3})
+    for name in ("first.png", "again.png"):               # no random jitter: the same picture every time
+        viz.ablation_chart(seeds, path=tmp_path / name)
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "first.png").read_bytes()
     bars = figures[1].axes[0].patches
     assert [round(b.get_height(), 1) for b in bars] == [50, 40]
 
