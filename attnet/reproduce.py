@@ -109,8 +109,8 @@ def execute(source: Path, output: Path, parameters: dict, cwd: Path) -> None:
 
 class ProgressFollower:
     """Follows the events that report_progress appends to `path` (from another process) and draws
-    them as one tqdm bar: runs done of total, elapsed and time left, the last run's result; a
-    failed run is written out above the bar as it happens."""
+    them as one tqdm bar: runs done of total, elapsed and time left, the last run's result (cut to
+    60 characters); a failed run is written out whole above the bar as it happens."""
 
     def __init__(self, path: Path, stream=None, poll: float = 0.5) -> None:
         self.path, self.stream, self.poll = Path(path), stream or sys.stderr, poll
@@ -154,7 +154,8 @@ class ProgressFollower:
             elif self.bar is not None:
                 if event["status"] != "done":
                     self.bar.write(f"[reproduce] {event['run']}: {event['status']}: {event['result']}", file=self.stream)
-                self.bar.set_postfix_str(f"last: {event['run']}: {event['result']}", refresh=False)
+                result = event["result"] if len(event["result"]) <= 60 else event["result"][:57] + "..."
+                self.bar.set_postfix_str(f"last: {event['run']}: {result}", refresh=False)   # one line wide
                 self.bar.update(1)
 
 

@@ -24,14 +24,16 @@ def test_follower_draws_runs_done_of_total_and_failures_as_they_come(tmp_path, m
         time.sleep(0.3)
         seen_while_running = out.getvalue()
         ablation.report_progress({"event": "run", "run": "broken, seed 0", "status": "failed",
-                                   "result": "ConfigError: model.streams"})
+                                   "result": "ConfigError: model.streams" + " and why" * 20})
         with open(events, "a") as f:
             f.write('{"event": "run", "run": "half')     # a line still being written is not read yet
         time.sleep(0.3)
         assert follower.bar.n == 2
     text = out.getvalue()
     assert "1/3" in seen_while_running and "GP only, seed 0: top1 50.0" in seen_while_running
-    assert "2/3" in text and "[reproduce] broken, seed 0: failed: ConfigError: model.streams\n" in text
+    assert "2/3" in text and f"[reproduce] broken, seed 0: failed: ConfigError: model.streams{' and why' * 20}\n" in text
+    bar = text.split("\r")[-1]                    # the bar keeps the first 57 characters of a long result
+    assert f"last: broken, seed 0: {('ConfigError: model.streams' + ' and why' * 20)[:57]}..." in bar
 
 
 def test_report_progress_writes_nothing_unless_asked(tmp_path, monkeypatch):
