@@ -71,7 +71,16 @@ def test_the_machine_record_is_the_ablations_and_every_timings_row_names_its_cpu
     import pandas as pd
     from attnet import machine
     res = tmp_path / "res"
-    monkeypatch.setattr(reproduce, "execute", lambda source, output, params, cwd: None)
+
+    def ablation(source, output, params, cwd):            # 03 trains one run here
+        if source.stem != "03_ablation":
+            return
+        (res / "tables").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"config": ["GP only"], "seed": [0], "run": ["r"], "status": ["done"]}).to_csv(
+            res / "tables" / "ablation_runs_synthetic.csv", index=False)
+        (res / "runs" / "r").mkdir(parents=True, exist_ok=True)
+        (res / "runs" / "r" / "final.json").write_text("{}")
+    monkeypatch.setattr(reproduce, "execute", ablation)
     monkeypatch.setattr(machine, "_cpuinfo", lambda: ["model name : CPU A", "cpu family : 6", "model : 143"])
     reproduce.main(["--preset", "synthetic", "--only", "03_ablation", "--results", str(res)])
     assert json.loads((res / "machine_synthetic.json").read_text())["cpu"] == "CPU A"

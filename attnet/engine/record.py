@@ -110,8 +110,8 @@ def check_finished(run_dir: Path, cfg: Config) -> None:
     """A finished run is reused only for the settings it was trained with: one trained under others
     (another optim.epochs, say, after a preset changed) would enter a table as if made by the preset.
     optim.amp=auto asks for what each machine does best, so it matches the precision it resolved to
-    where the run trained (bf16 on a GPU or a CPU with bfloat16 units, fp32 elsewhere; the record
-    names it); an explicit optim.amp must equal the record's."""
+    where the run trained (bf16 or fp16 on a GPU, bf16 on a CPU with bfloat16 units, fp32 on one
+    without; the record names it); an explicit optim.amp must equal the record's."""
     path = run_dir / "config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else {}
     free = FINISHED_FREE + (("optim.amp",) if cfg.optim.amp == "auto" else ())
