@@ -327,6 +327,7 @@ def run_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, erro
     row["selection"] = final["config"].get("selection", "val")
     row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence
     row["seconds"] = final.get("wall_time_s", seconds)
+    row["precision"] = final.get("precision", "")
     return row
 
 
@@ -385,6 +386,25 @@ def ablation_table(runs: pd.DataFrame, reference: str = REFERENCE, level: float 
     return table
 
 
+def precision_note(done: pd.DataFrame, reference: str = REFERENCE) -> str:
+    """The precisions the finished runs trained in (optim.amp=auto differs by machine): each with
+    its count, and the rows of all but the commonest; a row that sets only optim.amp but trained in
+    the reference's precision (auto resolved to fp32 there) is named as comparing it with itself."""
+    if "precision" not in done or not done["precision"].astype(bool).any():
+        return ""
+    counts = done["precision"].value_counts()
+    parts = [f"{p} ({n} runs)" if i == 0 else
+             f"{p} ({n} runs: {', '.join(dict.fromkeys(done.loc[done['precision'] == p, 'config']))})"
+             for i, (p, n) in enumerate(counts.items())]
+    text = f" Precision: {', '.join(parts)}."
+    same = set(done.loc[done["config"] == reference, "precision"])
+    for config in dict.fromkeys(done["config"]):
+        if set(ABLATIONS.get(config, {})) == {"amp"} and set(done.loc[done["config"] == config, "precision"]) == same:
+            text += (f" {config} trained in the {reference}'s precision ({', '.join(sorted(same))}): optim.amp=auto "
+                     f"resolved to it where they trained, so that row compares a precision with itself.")
+    return text
+
+
 def ablation_note(runs: pd.DataFrame, reference: str = REFERENCE, level: float = 0.95) -> str:
     """The method under the ablation table: interval, pairing, seeds, test-set size and its binomial error."""
     done = runs[runs["status"] == "done"]
@@ -401,6 +421,7 @@ def ablation_note(runs: pd.DataFrame, reference: str = REFERENCE, level: float =
                  f"authors' protocol): their top-1 is selected on the test set and overstates held-out accuracy.")
     elif "selection" in done and done["selection"].eq("last epoch").any():
         text += " Runs without a validation set report their last epoch."
+    text += precision_note(done, reference)
     videos = done["test.num_videos"].dropna() if "test.num_videos" in done else pd.Series(dtype=float)
     if len(videos):
         n = int(videos.max())

@@ -187,6 +187,19 @@ def test_the_ablation_chart_draws_the_tables_interval():
     assert np.isnan(bars[1].get_xdata()).all()
 
 
+def test_the_note_names_each_precision_and_a_precision_row_that_compares_one_with_itself():
+    from attnet.ablation import ablation_table
+    runs = pd.DataFrame({"config": ["full model"] * 2 + ["GP only"] * 2 + ["full model, fp32"] * 2, "seed": [0, 1] * 3,
+                         "status": ["done"] * 6, "error": [""] * 6, "test.top1": [70.0, 80.0, 60, 61, 71, 79],
+                         "precision": ["bf16"] * 4 + ["fp32"] * 2})
+    note = ablation_table(runs).attrs["note"]
+    assert " Precision: bf16 (4 runs), fp32 (2 runs: full model, fp32)." in note and "with itself" not in note
+    runs["precision"] = "fp32"                         # auto resolved to fp32 on a CPU without bfloat16 units
+    assert ablation_table(runs).attrs["note"].count(" Precision: fp32 (6 runs). full model, fp32 trained in the full "
+                                                    "model's precision (fp32): optim.amp=auto resolved to it where "
+                                                    "they trained, so that row compares a precision with itself.") == 1
+
+
 def test_the_table_shows_convergence_and_labels_numbers_selected_on_the_test_set():
     from attnet.ablation import ablation_table
     runs = pd.DataFrame({"config": ["full model"] * 2, "seed": [0, 1], "status": ["done", "done"], "error": ["", ""],
