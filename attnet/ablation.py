@@ -390,7 +390,8 @@ def precision_note(done: pd.DataFrame, reference: str = REFERENCE) -> str:
     """The precisions the finished runs trained in (optim.amp=auto differs by machine): each with
     its count, and the rows of all but the commonest; a row that sets only optim.amp but trained in
     the reference's precision (auto resolved to fp32 there) is named as comparing it with itself."""
-    if "precision" not in done or not done["precision"].astype(bool).any():
+    done = done[done["precision"].fillna("") != ""] if "precision" in done else done.iloc[:0]
+    if done.empty:                                 # runs recorded before final.json named it
         return ""
     counts = done["precision"].value_counts()
     parts = [f"{p} ({n} runs)" if i == 0 else

@@ -194,6 +194,8 @@ def test_the_note_names_each_precision_and_a_precision_row_that_compares_one_wit
                          "precision": ["bf16"] * 4 + ["fp32"] * 2})
     note = ablation_table(runs).attrs["note"]
     assert " Precision: bf16 (4 runs), fp32 (2 runs: full model, fp32)." in note and "with itself" not in note
+    runs.loc[0, "precision"] = None                     # a run recorded before final.json named its precision
+    assert " Precision: bf16 (3 runs), fp32 (2 runs: full model, fp32)." in ablation_table(runs).attrs["note"]
     runs["precision"] = "fp32"                         # auto resolved to fp32 on a CPU without bfloat16 units
     assert ablation_table(runs).attrs["note"].count(" Precision: fp32 (6 runs). full model, fp32 trained in the full "
                                                     "model's precision (fp32): optim.amp=auto resolved to it where "
