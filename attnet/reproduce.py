@@ -291,25 +291,27 @@ def compare_with_committed(root: Path, results: Path, results_dir: str, preset: 
             f"reproduction, B: this one): {path}")
 
 
-def pending_runs(results: Path, preset: str) -> int:
-    """Ablation runs a submitit executor left queued or running (03's runs table says)."""
+def ablation_runs(results: Path, preset: str) -> pd.DataFrame:
+    """03's per-run table in `results` (empty where 03 wrote none), read once after 03 ran."""
     path = results / "tables" / f"ablation_runs_{preset}.csv"
-    return int(pd.read_csv(path)["status"].isin(["queued", "running"]).sum()) if path.is_file() else 0
+    return pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=["run", "status"])
 
 
-def trained_since(results: Path, preset: str, since: float) -> bool:
-    """Whether a run of 03's runs table finished after `since` (epoch seconds): only a call that
-    trained some of the ablation may write its machine; one that reused every run did not make them."""
-    path = results / "tables" / f"ablation_runs_{preset}.csv"
-    finals = [results / "runs" / run / "final.json" for run in pd.read_csv(path)["run"]] if path.is_file() else []
+def pending_runs(runs: pd.DataFrame) -> int:
+    """Ablation runs a submitit executor left queued or running."""
+    return int(runs["status"].isin(["queued", "running"]).sum())
+
+
+def trained_since(runs: pd.DataFrame, results: Path, since: float) -> bool:
+    """Whether one of the runs finished after `since` (epoch seconds): only a call that trained
+    some of the ablation may write its machine; one that reused every run did not make them."""
+    finals = [results / "runs" / run / "final.json" for run in runs["run"]]
     return any(final.is_file() and final.stat().st_mtime >= since for final in finals)
 
 
-def failed_runs(results: Path, preset: str) -> str:
-    """The line that ends a call whose ablation had failed runs (03's runs table says), or "": the
-    table keeps them as failed rows and the other notebooks go on, but the call must not read as done."""
-    path = results / "tables" / f"ablation_runs_{preset}.csv"
-    runs = pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=["status"])
+def failed_runs(runs: pd.DataFrame, results: Path) -> str:
+    """The line that ends a call whose ablation had failed runs, or "": the table keeps them as
+    failed rows and the other notebooks go on, but the call must not read as done."""
     failed = runs[runs["status"] == "failed"]
     if failed.empty:
         return ""
@@ -403,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
               "resume": True, "seeds": seeds, "configs": configs, "jobs": jobs, "epochs": args.epochs,
               "executor": args.executor,
               "slurm": {k: getattr(args, k) for k in ("partition", "account", "time", "gpus", "cpus")}}
-    timings, agreement = [], ""
+    timings, agreement, ablation = [], "", None
     started, began = time.perf_counter(), time.time()
     interrupted = []
 
@@ -426,12 +428,15 @@ def main(argv: list[str] | None = None) -> None:
                 timings.append({"notebook": name, "seconds": round(time.perf_counter() - tic, 1)})
                 print(f"[reproduce] {name} done in {timings[-1]['seconds']:.0f} s "
                       f"({time.perf_counter() - started:.0f} s so far)", flush=True)
-                if name == "03_ablation" and not pending_runs(results, preset):
-                    if trained_since(results, preset, began):      # the ablation's machine, what replicate compares
+                if name != "03_ablation":
+                    continue
+                ablation = ablation_runs(results, preset)
+                if not pending_runs(ablation):
+                    if trained_since(ablation, results, began):      # the ablation's machine, what replicate compares
                         write_machine(results, preset)
                     agreement = compare_with_committed(root, results, results_dir, preset)
-                elif name == "03_ablation":
-                    print(f"[reproduce] {pending_runs(results, preset)} ablation runs are queued or running "
+                else:
+                    print(f"[reproduce] {pending_runs(ablation)} ablation runs are queued or running "
                           f"(job ids in {results / 'jobs'}); the same command later collects them and runs the "
                           f"other notebooks: {shlex.join(without(command, '--fresh'))}", flush=True)
                     notebooks = notebooks[:1]
@@ -457,6 +462,6 @@ def main(argv: list[str] | None = None) -> None:
           f"{results / 'notebooks'}, tables in {results / 'tables'}, figures in {results / 'figures'}")
     if agreement:
         print(agreement, flush=True)
-    failed = failed_runs(results, preset) if "03_ablation" in notebooks else ""
+    failed = failed_runs(ablation, results) if ablation is not None else ""
     if failed:
         raise SystemExit(failed)
