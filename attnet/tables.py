@@ -41,12 +41,12 @@ def paired_table(runs: pd.DataFrame, reference: str, value: str = "test.top1", l
 def paper_vs_reproduced(paper: pd.DataFrame, ablation_csv: str | Path, preset: str) -> pd.DataFrame:
     """The paper's and its peers' numbers (results/paper/state_of_the_art.csv: quoted where the
     top-1 is given, else its note says what to fill in) above this kit's ablation rows on `preset`
-    (its ablation table's CSV, where it exists): method, dataset, top-1, status, source."""
-    rows = [{"method": p["method"], "dataset": p["dataset"], "top-1": p["top1"],
+    (its ablation table's CSV, where it exists): method, dataset, pretraining, top-1, status, source."""
+    rows = [{"method": p["method"], "dataset": p["dataset"], "pretraining": p["pretraining"], "top-1": p["top1"],
              "status": "quoted" if p["top1"] != "" else p["note"], "source": p["source"]} for _, p in paper.iterrows()]
     if Path(ablation_csv).is_file():
         ours = pd.read_csv(ablation_csv, keep_default_na=False)
-        rows += [{"method": f"attnet: {r['configuration']}", "dataset": preset, "top-1": r["top-1"],
+        rows += [{"method": f"attnet: {r['configuration']}", "dataset": preset, "pretraining": "", "top-1": r["top-1"],
                   "status": "reproduced here", "source": str(ablation_csv)} for _, r in ours.iterrows()]
     return pd.DataFrame(rows)
 

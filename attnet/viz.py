@@ -151,6 +151,33 @@ def transfer_curves(curves: dict[str, pd.DataFrame], title: str = "", path=None)
     return save_figure(fig, path)
 
 
+def paper_vs_reproduced_chart(comparison: pd.DataFrame, path=None) -> Figure:
+    """05's table as points: each quoted or reproduced top-1 (with its interval, "m [low, high]")
+    on one axis, rows grouped by dataset, since numbers compare only within one; rows without a
+    number yet (the paper's own, to fill in) are counted in the title."""
+    parts = comparison["top-1"].astype(str).str.extract(r"^\s*([-\d.]+)(?: \[([-\d.]+), ([-\d.]+)\])?")
+    rows = comparison.assign(top1=pd.to_numeric(parts[0]), low=pd.to_numeric(parts[1]), high=pd.to_numeric(parts[2]))
+    shown = rows.dropna(subset=["top1"])
+    shown = shown.iloc[np.argsort(pd.Categorical(shown["dataset"], list(dict.fromkeys(shown["dataset"]))).codes,
+                                  kind="stable")]
+    fig = Figure(figsize=(7, 0.3 * len(shown) + 1.3))
+    ax = fig.subplots()
+    y = np.arange(len(shown))[::-1]
+    for status, colour in (("quoted", "#8c8c8c"), ("reproduced here", "#1f77b4")):
+        mine = (shown["status"] == status).to_numpy()
+        spread = np.nan_to_num([shown["top1"] - shown["low"], shown["high"] - shown["top1"]])[:, mine]
+        ax.errorbar(shown["top1"][mine], y[mine], xerr=spread, fmt="o", color=colour, ms=4, capsize=2, label=status)
+    ax.set_yticks(y, [" · ".join(filter(None, [m, d, p and f"pre-trained on {p}"]))
+                      for m, d, p in zip(shown["method"], shown["dataset"], shown["pretraining"])], fontsize=7)
+    to_fill = len(rows) - len(shown)
+    ax.set(xlabel="top-1 (%); compare within a dataset only", xlim=(0, 100),
+           title=f"quoted and reproduced top-1{f' (rows still to fill from the paper: {to_fill})' if to_fill else ''}")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def ablation_chart(runs: pd.DataFrame, value: str = "test.top1", path=None) -> Figure:
     """Mean and 95 % t-interval over seeds of each configuration, as the ablation table (rows: one run each)."""
     from attnet.stats import t_interval

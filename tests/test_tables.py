@@ -4,7 +4,8 @@ import pandas as pd
 from attnet.tables import paper_vs_reproduced
 
 PAPER = pd.DataFrame({"method": ["GLKA network", "TSN ResNet-50"], "dataset": ["HMDB51 split 1", "UCF101 split 1"],
-                      "top1": ["", "83.03"], "note": ["to fill from the paper, Table 5", "peer anchor"],
+                      "pretraining": ["Kinetics-600", "ImageNet"], "top1": ["", "83.03"],
+                      "note": ["to fill from the paper, Table 5", "peer anchor"],
                       "source": ["Zheng et al.", "mmaction2"]})
 
 
@@ -14,13 +15,13 @@ def test_paper_rows_are_quoted_or_say_what_to_fill_and_the_ablation_rows_follow(
                   "seeds": ["5/5", "5/5"]}).to_csv(ablation, index=False)
     table = paper_vs_reproduced(PAPER, ablation, "synthetic")
     assert table.to_dict("records") == [
-        {"method": "GLKA network", "dataset": "HMDB51 split 1", "top-1": "", "status": "to fill from the paper, Table 5",
-         "source": "Zheng et al."},
-        {"method": "TSN ResNet-50", "dataset": "UCF101 split 1", "top-1": "83.03", "status": "quoted",
-         "source": "mmaction2"},
-        {"method": "attnet: GP only", "dataset": "synthetic", "top-1": "97.1 [95.0, 99.2]",
+        {"method": "GLKA network", "dataset": "HMDB51 split 1", "pretraining": "Kinetics-600", "top-1": "",
+         "status": "to fill from the paper, Table 5", "source": "Zheng et al."},
+        {"method": "TSN ResNet-50", "dataset": "UCF101 split 1", "pretraining": "ImageNet", "top-1": "83.03",
+         "status": "quoted", "source": "mmaction2"},
+        {"method": "attnet: GP only", "dataset": "synthetic", "pretraining": "", "top-1": "97.1 [95.0, 99.2]",
          "status": "reproduced here", "source": str(ablation)},
-        {"method": "attnet: full model", "dataset": "synthetic", "top-1": "97.3 [94.8, 99.7]",
+        {"method": "attnet: full model", "dataset": "synthetic", "pretraining": "", "top-1": "97.3 [94.8, 99.7]",
          "status": "reproduced here", "source": str(ablation)}]
 
 

@@ -82,6 +82,26 @@ def test_transfer_curves_draw_each_start_on_shared_axes(tmp_path):
     assert is_png(tmp_path / "t.png")
 
 
+def test_paper_vs_reproduced_chart_groups_rows_by_dataset_and_counts_those_to_fill(tmp_path):
+    comparison = pd.DataFrame({
+        "method": ["GLKA", "TSN", "I3D", "attnet: GP only"], "dataset": ["HMDB51", "UCF101", "HMDB51", "synthetic"],
+        "pretraining": ["Kinetics-600", "ImageNet", "Kinetics", ""],
+        "top-1": ["", "83.03", "80.7", "97.1 [95.0, 99.2]"],
+        "status": ["to fill from the paper", "quoted", "quoted", "reproduced here"]})
+    fig = viz.paper_vs_reproduced_chart(comparison, path=tmp_path / "p.png")
+    ax = fig.axes[0]
+    ticks = sorted(zip(ax.get_yticks(), ax.get_yticklabels()), key=lambda tick: -tick[0])   # top down
+    labels = [label.get_text() for _, label in ticks]
+    assert labels == ["TSN · UCF101 · pre-trained on ImageNet", "I3D · HMDB51 · pre-trained on Kinetics",
+                      "attnet: GP only · synthetic"]                   # HMDB51 first seen on a row left out
+    quoted, ours = ax.containers
+    assert list(quoted.lines[0].get_xdata()) == [83.03, 80.7] and list(ours.lines[0].get_xdata()) == [97.1]
+    segment = ours.lines[2][0].get_segments()[0]                        # the interval [95.0, 99.2]
+    assert [round(x, 6) for x in segment[:, 0]] == [95.0, 99.2]
+    assert ax.get_title() == "quoted and reproduced top-1 (rows still to fill from the paper: 1)"
+    assert is_png(tmp_path / "p.png")
+
+
 def test_class_samples_shows_the_first_video_of_each_class_with_its_box(tmp_path):
     from attnet.data import build_dataset, synthetic
     root = synthetic.ensure(tmp_path / "syn", num_classes=3, frames=8, size=32, distractors=1,

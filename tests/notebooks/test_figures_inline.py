@@ -1,5 +1,5 @@
 """Each figure a notebook draws is shown in it (an image/png output), not only saved (00's here;
-01's and 06's: tests/notebooks/test_paper_presets.py, 04's: tests/notebooks/test_notebooks.py)."""
+01's, 05's and 06's: tests/notebooks/test_paper_presets.py, 04's: tests/notebooks/test_notebooks.py)."""
 import pytest
 
 from tests.notebooks import inline_images, run_notebook

@@ -106,6 +106,8 @@ def test_reproduce_runs_every_notebook_on_a_paper_preset(tmp_path, monkeypatch):
     transfer = (results / "tables" / f"transfer_{name}.md").read_text()   # fine-tuned on the preset's own data
     assert "fine-tuned" in transfer and "from scratch" in transfer
     assert len(inline_images(results / "notebooks" / "06_transfer.ipynb")) == 1        # its curves, shown inline
+    assert len(inline_images(results / "notebooks" / "05_results.ipynb")) == 1         # quoted vs reproduced
+    assert (results / "figures" / f"paper_vs_reproduced_{name}.png").is_file()
     assert (results / "figures" / f"transfer_{name}.png").is_file()
     run = full_model_run(results, name, "ucf101", data, "val")
     best, last = (torch.load(run / "checkpoints" / f"{n}.pt", weights_only=True) for n in ("best", "last"))
