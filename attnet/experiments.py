@@ -4,7 +4,7 @@ is a call and a picture, and the computation is tested like the rest of the pack
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +19,7 @@ from attnet.engine import checkpoint, fit, runtime
 from attnet.engine.build import build_datasets, build_model, dataset_root
 from attnet.localization import grad_cam, localization_scores
 from attnet.models import GLKANet
+from attnet.results import RETRAINED, load_scores
 from attnet.viz import to_images
 
 
@@ -54,6 +55,7 @@ class TrainedRun:
     test: ClipDataset
     root: Path
     device: torch.device
+    record: Path | None = None         # the run this one trained again, that run having kept no checkpoint
 
     def boxes_of(self) -> Callable | None:
         """record -> actor boxes [F, 4] on the synthetic dataset (the only one that has them), else None."""
@@ -61,19 +63,61 @@ class TrainedRun:
             return None
         return lambda record: synthetic.load_boxes(self.root, record.path.relative_to(self.root))
 
+    def describe(self) -> str:
+        """Which model this is; for a retrained one, how it compares with its record."""
+        if self.record is None:
+            return f"run {self.run_dir} on {self.device}"
+        return (f"run {self.run_dir} on {self.device}: {self.record} kept no checkpoint, so its config was "
+                f"trained again here; {retrain_agreement(self.record, self.run_dir)}")
+
+
+BEST = Path("checkpoints") / "best.pt"
+
 
 def trained_run(preset: str, results_dir: str = "results/smoke", resume: bool = True, data_root: str | None = None,
                 run_name: str | None = None, device: str = "auto", epochs: int | None = None) -> TrainedRun:
     """The preset's run (the full model, seed 0, unless `run_name` names another), trained first
     (for `epochs`, else the preset's) if absent, its best checkpoint loaded through the engine's
     loader onto `device`. A named run that has finished is shown as it was trained, whatever the
-    preset says now."""
+    preset says now. A finished run that kept no checkpoint (results/ commits none) is trained
+    again beside its record, which stays as it is (see `retrained`)."""
     named = Path(results_dir) / "runs" / run_name if run_name else None
     if named is not None and (named / "final.json").is_file():
-        return finished_run(named, device)
-    overrides = run_overrides(results_dir, resume, data_root, epochs) + [f"run.device={device}"]
-    cfg = load_config(preset, overrides + ([f"run.name={run_name}"] if run_name else []))
-    return finished_run(fit(cfg), device)
+        run_dir = named
+    else:
+        overrides = run_overrides(results_dir, resume, data_root, epochs) + [f"run.device={device}"]
+        run_dir = fit(load_config(preset, overrides + ([f"run.name={run_name}"] if run_name else [])))
+    if (run_dir / BEST).is_file():
+        return finished_run(run_dir, device)
+    return replace(finished_run(retrained(run_dir, results_dir, data_root, device), device), record=run_dir)
+
+
+def retrained(run_dir: Path, results_dir: str, data_root: str | None = None, device: str = "auto") -> Path:
+    """The finished run `run_dir`, which kept no checkpoint, trained again from its config.yaml in
+    <results_dir>/retrained/<its name>: continued there if stopped, started again if it too lost its
+    checkpoint. The recorded mixed precision is kept where this machine runs it natively; elsewhere
+    (bf16 on a CPU without bfloat16 units: emulated, 10-50x slower) optim.amp=auto chooses."""
+    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    cfg.run.name, cfg.run.out_dir, cfg.run.device = run_dir.name, f"{results_dir}/{RETRAINED}", device
+    cfg.data.root = data_root or cfg.data.root
+    if cfg.optim.amp != "off" and runtime.native_amp(runtime.resolve_device(device)) != cfg.optim.amp:
+        cfg.optim.amp = "auto"
+    again = Path(cfg.run.out_dir) / cfg.run.name
+    cfg.run.overwrite = (again / "final.json").is_file() and not (again / BEST).is_file()
+    cfg.run.resume = not cfg.run.overwrite
+    return fit(cfg)
+
+
+def retrain_agreement(record: Path, again: Path) -> str:
+    """A retrained run against its record: precision and CPU, test top-1, the test videos whose fused
+    prediction agrees, and whether the per-video scores repeat digit for digit."""
+    finals = [json.loads((run / "final.json").read_text()) for run in (record, again)]
+    said = [f"{f['precision']} on {f.get('cpu') or f['device']}, test top-1 {f['test']['top1']:.1f} %" for f in finals]
+    fused = [s[s["stream"] == "fused"].set_index("video").sort_index() for s in map(load_scores, (record, again))]
+    predicted = [f.filter(regex=r"^s\d+$").to_numpy().argmax(1) for f in fused]
+    agree = int((predicted[0] == predicted[1]).sum())
+    return (f"{said[1]} (the record: {said[0]}); the fused prediction agrees on {agree} of {len(predicted[0])} "
+            f"test videos and the scores {'repeat' if fused[0].equals(fused[1]) else 'do not repeat'} digit for digit")
 
 
 def finished_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
@@ -86,7 +130,7 @@ def finished_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
     root = dataset_root(cfg, rt)
     test = build_datasets(cfg, ("test",), root)["test"]
     model = build_model(cfg, len(test.classes), rt.device, init=False).eval()
-    model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / "best.pt", fix=(
+    model.load_state_dict(checkpoint.load(run_dir / BEST, fix=(
         "this finished run kept no checkpoint (the committed results/ hold none); retrain it with "
         "run.overwrite=true (attnet reproduce --fresh)"))["model"])
     return TrainedRun(cfg, run_dir, model, test, root, rt.device)

@@ -35,6 +35,7 @@ from attnet.executors import EXECUTORS, gpu_count
 from attnet.files import atomic_path, git_commit
 from attnet.machine import cpu_facts, cpu_label, write_machine
 from attnet.replicate import write_replication
+from attnet.results import RETRAINED
 from attnet.tables import write_table
 
 KERNELS: weakref.WeakSet = weakref.WeakSet()     # the kernel managers running notebooks, for Ctrl-C to stop
@@ -388,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.fresh:                        # a fresh reproduction: the runs its notebooks make go first
         for old in fresh_runs(notebooks, preset, seeds, results / "runs", configs):
             shutil.rmtree(old)
+            shutil.rmtree(results / RETRAINED / old.name, ignore_errors=True)   # 04's retrain of a record
     elif "03_ablation" in notebooks:
         changed = changed_runs(preset, seeds, str(results), args.data_root, args.epochs, configs)
         if changed:

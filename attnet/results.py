@@ -9,6 +9,8 @@ import yaml
 
 from attnet.config import flat_config
 
+RETRAINED = "retrained"    # <results>/retrained/<name>: a finished run that kept no checkpoint, trained again
+
 
 def run_status(run_dir: Path) -> str:
     if (run_dir / "final.json").is_file():

@@ -1,13 +1,18 @@
 """The notebooks' computations as functions: a trained run loaded for inspection, the transfer target."""
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
-from attnet.experiments import run_overrides, stand_in_target, trained_run, transfer_experiment, video_attention
-from attnet.files import CheckpointError
+from attnet import experiments
+from attnet.config import load_config
+from attnet.experiments import (retrain_agreement, run_overrides, stand_in_target, trained_run, transfer_experiment,
+                                video_attention)
 
 
 def test_run_overrides_point_the_run_at_the_registry():
@@ -59,6 +64,53 @@ def test_a_run_trained_for_fewer_epochs_is_what_04_and_06_use_when_given_them(tm
                                                 for run in transfer.runs.values()]
     assert (first.run_dir / "final.json").stat().st_mtime_ns == finished        # reused, never retrained
     shutil.rmtree(first.run_dir / "checkpoints")             # a finished run as results/ commits it: no weights
-    with pytest.raises(CheckpointError, match=r"best.pt: checkpoint not found; this finished run kept no checkpoint"
-                                              r" .*retrain it with run.overwrite=true \(attnet reproduce --fresh\)$"):
-        trained_run("synthetic-smoke", device="cpu", epochs=1, **where)
+    record = {f.name: f.read_bytes() for f in first.run_dir.iterdir() if f.is_file()}
+    again = trained_run("synthetic-smoke", device="cpu", epochs=1, **where)
+    assert again.record == first.run_dir and again.run_dir == tmp_path / "res" / "retrained" / first.run_dir.name
+    assert {f.name: f.read_bytes() for f in first.run_dir.iterdir() if f.is_file()} == record   # left as it was
+    n = len(again.test)                 # one machine, the record's settings: the same model, digit for digit
+    assert again.describe().endswith(f"agrees on {n} of {n} test videos and the scores repeat digit for digit")
+    finished = (again.run_dir / "final.json").stat().st_mtime_ns
+    assert trained_run("synthetic-smoke", device="cpu", epochs=1, **where).run_dir == again.run_dir
+    assert (again.run_dir / "final.json").stat().st_mtime_ns == finished        # the retrain is reused
+    shutil.rmtree(again.run_dir / "checkpoints")                                # as a committed retrain: started again
+    assert (trained_run("synthetic-smoke", device="cpu", epochs=1, **where).run_dir / "checkpoints" / "best.pt").is_file()
+
+
+def test_a_record_in_bf16_is_trained_again_in_what_auto_picks_where_bf16_would_be_emulated(tmp_path, monkeypatch):
+    record = tmp_path / "res" / "runs" / "r"
+    record.mkdir(parents=True)
+    cfg = load_config("synthetic-smoke", ["optim.amp=bf16", "run.threads=1"])
+    (record / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    seen = []
+    monkeypatch.setattr(experiments, "fit", lambda cfg: seen.append(cfg) or Path(cfg.run.out_dir) / cfg.run.name)
+    for native, amp in (("off", "auto"), ("bf16", "bf16")):          # a CPU without / with bfloat16 units
+        monkeypatch.setattr(experiments.runtime, "native_amp", lambda device: native)
+        assert experiments.retrained(record, str(tmp_path / "res"), "d", "cpu") == tmp_path / "res" / "retrained" / "r"
+        c = seen.pop()
+        assert (c.optim.amp, c.run.name, c.run.out_dir, c.data.root) == (amp, "r", f"{tmp_path}/res/retrained", "d")
+        assert (c.run.device, c.run.threads, c.run.resume, c.run.overwrite) == ("cpu", 1, True, False)
+    again = tmp_path / "res" / "retrained" / "r"
+    again.mkdir(parents=True)
+    (again / "final.json").write_text("{}")                          # a retrain that lost its checkpoint
+    experiments.retrained(record, str(tmp_path / "res"))
+    c = seen.pop()
+    assert c.run.overwrite and not c.run.resume
+
+
+def test_retrain_agreement_counts_agreeing_predictions_and_equal_scores(tmp_path):
+    def run(name, precision, logits):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "final.json").write_text(json.dumps({"precision": precision, "device": "cpu (2 threads)", "cpu": name,
+                                                  "test": {"top1": 100 * sum(np.argmax(x) == 0 for x in logits) / 3}}))
+        rows = [{"video": f"v{i}", "label": 0, "stream": stream, "s0": x[0], "s1": x[1]}
+                for i, x in enumerate(logits) for stream in ("fused", "sa")]
+        pd.DataFrame(rows).to_csv(d / "scores.csv.gz", index=False)
+        return d
+    a = run("A", "bf16", [(2.0, 1.0), (0.5, 1.5), (3.0, 0.0)])
+    b = run("B", "fp32", [(2.0, 1.0), (1.5, 0.5), (3.0, 0.25)])     # video 1 now predicted 0
+    assert retrain_agreement(a, b) == ("fp32 on B, test top-1 100.0 % (the record: bf16 on A, test top-1 66.7 %); "
+                                       "the fused prediction agrees on 2 of 3 test videos and the scores do not "
+                                       "repeat digit for digit")
+    assert retrain_agreement(a, a).endswith("agrees on 3 of 3 test videos and the scores repeat digit for digit")

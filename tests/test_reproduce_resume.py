@@ -50,6 +50,16 @@ def test_the_same_call_keeps_finished_and_unfinished_runs_and_fresh_deletes_them
     assert recorder == ["03_ablation", "03_ablation"]
 
 
+def test_fresh_also_deletes_what_04_trained_again_of_the_runs_it_deletes(tmp_path, recorder):
+    res = tmp_path / "res"
+    finished_run(res, ABLATIONS["full model"], 0)
+    again, other = res / "retrained" / FULL0, res / "retrained" / GP0
+    again.mkdir(parents=True)
+    other.mkdir()
+    reproduce.main(["--preset", "synthetic", "--only", "04_attention", "--results", str(res), "--fresh"])
+    assert not again.exists() and other.is_dir()                      # 04 retrains the full model, not GP only
+
+
 def test_a_finished_run_with_other_settings_stops_the_call_naming_keep_and_retrain(tmp_path, recorder, capsys):
     res = tmp_path / "res"
     finished_run(res, ABLATIONS["full model"], 0, epochs=2)
