@@ -221,6 +221,9 @@ def write_index(results: Path, note: str) -> Path:
     lines = ["# Results", "", "Made by " + note, "",
              "Runs are in `runs/<name>/` (config, per-epoch metrics, test metrics, per-video scores); the executed "
              "notebooks are in `notebooks/`. `paper/` holds the paper's tables with empty cells to fill.", ""]
+    if (results / RETRAINED).is_dir():
+        lines += [f"`{RETRAINED}/<name>/` holds runs that 04 trained again because their record in `runs/` kept no "
+                  "checkpoint; the executed 04 says how each compares with its record.", ""]
     for table in sorted((results / "tables").glob("*.md")):
         lines += [f"## {table.stem}", "", table.read_text().strip(), ""]
     figures = sorted(p for p in (results / "figures").glob("*") if p.suffix in (".png", ".gif"))

@@ -2,7 +2,7 @@
 also when a later `attnet reproduce --only ...` reran some of them."""
 import pandas as pd
 
-from attnet.reproduce import made_by, merge_timings
+from attnet.reproduce import made_by, merge_timings, write_index
 
 
 def row(notebook, seconds, command, commit):
@@ -71,3 +71,15 @@ def test_each_call_names_its_machine_and_rows_from_before_the_column_do_not(tmp_
     amd = {**row("03_ablation", 3000.0, "`full`", "ccc"), "machine": "AMD EPYC (family 26, model 2)"}
     again = merge_timings(path, [amd]).set_index("notebook")["machine"]
     assert again.to_dict() == {"03_ablation": "AMD EPYC (family 26, model 2)", "06_transfer": "Intel Xeon (family 6, model 143)"}
+
+
+def test_the_index_lists_tables_and_figures_and_names_retrained_runs_only_where_there_are_some(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "tables" / "a.md").write_text("| x |\n|---|\n| 1 |\n")
+    (tmp_path / "figures" / "f.png").write_bytes(b"")
+    text = write_index(tmp_path, "`attnet reproduce` at abc").read_text()
+    assert "## a\n\n| x |\n|---|\n| 1 |\n" in text and "- [f.png](figures/f.png)" in text
+    assert "retrained/" not in text
+    (tmp_path / "retrained" / "r").mkdir(parents=True)
+    assert "`retrained/<name>/` holds runs that 04 trained again" in write_index(tmp_path, "x").read_text()
