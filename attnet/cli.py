@@ -7,7 +7,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from attnet.config import ConfigError, apply_overrides, config_from_dict, describe, load_config, presets
+from attnet.config import ConfigError, apply_overrides, describe, load_config, presets
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -26,13 +26,12 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    import yaml
     from attnet.engine import evaluate
+    from attnet.results import run_config
     run = Path(args.run)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"{run}: not a run directory (no config.yaml)")
-    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
-    cfg = apply_overrides(cfg, args.overrides)
+    cfg = apply_overrides(run_config(run), args.overrides)
     ckpt = run / "checkpoints" / f"{args.checkpoint}.pt" if args.checkpoint in ("best", "last") else Path(args.checkpoint)
     metrics = evaluate(cfg, ckpt, subset=args.subset, scores_path=run / f"scores_{args.subset}_{ckpt.stem}.csv.gz")
     metrics.pop("confusion")

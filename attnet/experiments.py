@@ -13,13 +13,13 @@ import pandas as pd
 import torch
 import yaml
 
-from attnet.config import Config, config_from_dict, load_config
+from attnet.config import Config, load_config
 from attnet.data import ClipDataset, synthetic
 from attnet.engine import checkpoint, fit, runtime
 from attnet.engine.build import build_datasets, build_model, dataset_root
 from attnet.localization import grad_cam, localization_scores
 from attnet.models import GLKANet
-from attnet.results import RETRAINED, load_scores
+from attnet.results import RETRAINED, load_scores, run_config
 from attnet.viz import to_images
 
 
@@ -97,7 +97,7 @@ def retrained(run_dir: Path, results_dir: str, data_root: str | None = None, dev
     <results_dir>/retrained/<its name>: continued there if stopped, started again if it too lost its
     checkpoint. The recorded mixed precision is kept where this machine runs it natively; elsewhere
     (bf16 on a CPU without bfloat16 units: emulated, 10-50x slower) optim.amp=auto chooses."""
-    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    cfg = run_config(run_dir)
     cfg.run.name, cfg.run.out_dir, cfg.run.device = run_dir.name, f"{results_dir}/{RETRAINED}", device
     cfg.data.root = data_root or cfg.data.root
     if cfg.optim.amp != "off" and runtime.native_amp(runtime.resolve_device(device)) != cfg.optim.amp:
@@ -124,7 +124,7 @@ def finished_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
     """A finished run's best checkpoint in the model its config.yaml records (whatever preset,
     ablation or backbone made it), loaded through the engine's loader onto `device`."""
     run_dir = Path(run_dir)
-    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    cfg = run_config(run_dir)
     cfg.run.device, cfg.run.threads = device, None      # where to run it now; torch's own thread count
     rt = runtime.from_config(cfg)                 # the device (and process group) training used
     root = dataset_root(cfg, rt)
@@ -213,7 +213,7 @@ def transfer_experiment(preset: str, results_dir: str = "results/smoke", resume:
     common = run_overrides(results_dir, resume, epochs=epochs)
     if init_checkpoint is None:
         source = load_config(preset, run_overrides(results_dir, resume, data_root, epochs))
-        init_checkpoint = str(fit(source) / "checkpoints" / "best.pt")
+        init_checkpoint = str(fit(source) / BEST)
     if target_preset is None and load_config(preset).data.name == "synthetic":
         target, target_name = stand_in_target(preset), preset
     else:                   # a real dataset: the target preset, or the preset itself on its own data

@@ -8,15 +8,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-import yaml
 from huggingface_hub import ModelCardData, constants
 from safetensors.torch import load_file
 
-from attnet.config import Config, config_from_dict
+from attnet.config import Config
 from attnet.engine import checkpoint
 from attnet.engine.build import model_args
 from attnet.files import CheckpointError, load_weights, write_text
 from attnet.models import GLKANet
+from attnet.results import run_config
 
 WEIGHTS_FIX = "pass a state-dict .pt / .pth, a run checkpoint, a .safetensors file or a save_pretrained folder"
 SCHEMES = ("http", "https", "file")
@@ -92,7 +92,7 @@ def export(run: str | Path, to: str | Path) -> Path:
     with the class names) and a README.md model card of its config and test metrics."""
     run, to = Path(run), Path(to)
     ckpt = run_checkpoint(run)
-    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    cfg = run_config(run)
     final = json.loads((run / "final.json").read_text())
     state = checkpoint.load(ckpt, fix="train the run again with run.overwrite=true")
     model = GLKANet(len(state["classes"]), **model_args(cfg) | {"pretrained": None})

@@ -7,9 +7,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from attnet.config import flat_config
+from attnet.config import Config, config_from_dict, flat_config
 
 RETRAINED = "retrained"    # <results>/retrained/<name>: a finished run that kept no checkpoint, trained again
+
+
+def run_config(run_dir: str | Path) -> Config:
+    """The config a run's config.yaml records (whatever preset, ablation or backbone made it)."""
+    return config_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
 
 
 def run_status(run_dir: Path) -> str:
