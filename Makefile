@@ -50,7 +50,7 @@ bench: $(STAMP)
 # The virtual environment: torch/torchvision pinned (they install from local disk here), the
 # package in editable mode with its dev extra, and a "python3" Jupyter kernel inside the venv
 # so papermill and nbval run the notebooks with this interpreter. No pip cache: the CUDA build of
-# torch fills several GB, and a CI disk once ran out during this install.
+# torch fills several GB, which a small disk does not have twice.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-cache-dir --upgrade pip

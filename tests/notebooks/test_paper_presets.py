@@ -94,7 +94,7 @@ def test_reproduce_runs_every_notebook_on_a_paper_preset(tmp_path, monkeypatch):
     notebooks = [n for n in reproduce.NOTEBOOKS if n != "00_quickstart"]
     results, data, name = reproduce_on(tmp_path, monkeypatch, "ucf101", ucf101_tree, 0.25, notebooks)
     assert sorted(p.stem for p in (results / "notebooks").glob("*.ipynb")) == notebooks
-    for notebook in notebooks:      # 06 trains three runs, 03 once ran 02 in kernels whose log landed in its cells
+    for notebook in notebooks:      # 03 and 06 train runs: none of their logs or warnings lands in a cell
         path = results / "notebooks" / f"{notebook}.ipynb"
         assert not kernel_warnings(path), (notebook, kernel_warnings(path)[:500])
     images = inline_images(results / "notebooks" / "01_data.ipynb")
