@@ -25,6 +25,7 @@ from attnet.engine import fit, record
 from attnet.executors import (EXECUTORS, DevicePool, cpu_share, job_record, job_state, pool_slots, stop_pool,
                               submitit_executor)
 from attnet.experiments import notebook_param, run_overrides
+from attnet.results import run_final
 from attnet.tables import paired_table
 
 # `attnet reproduce` names a file here; the runner (inside the 03 notebook's kernel) appends one
@@ -100,7 +101,7 @@ def train_config(preset: str, spec: dict, seed: int = 0, results_dir: str = "res
     final.json). What notebook 02 runs, and what every run of run_ablation's pool calls."""
     run_dir = fit(spec_config(preset, spec, seed, results_dir, resume, data_root, epochs, threads, device, run_name,
                               workers))
-    return run_dir, json.loads((run_dir / "final.json").read_text())
+    return run_dir, run_final(run_dir)
 
 
 def choose_ablations(configs, extra_configs=None, preset: str | None = None) -> dict[str, dict]:
@@ -312,6 +313,11 @@ def _job_result(job) -> tuple[Path | None, float, str]:
         return None, float("nan"), _last_line(err)
 
 
+def runs_table(results: str | Path, preset: str) -> Path:
+    """Where 03 writes the ablation's per-run table (one `run_row` a run) in a results folder."""
+    return Path(results) / "tables" / f"ablation_runs_{preset}.csv"
+
+
 def run_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, error: str,
             status: str = "failed") -> dict:
     """One run's row of an ablation table: its test metrics, last-epoch train top-1 and training
@@ -322,7 +328,7 @@ def run_row(task: tuple, preset: str, run_dir: Path | None, seconds: float, erro
            "error": "", "seconds": seconds}
     if error:
         return row | {"status": status, "error": error}
-    final = json.loads((run_dir / "final.json").read_text())
+    final = run_final(run_dir)
     row |= {f"test.{k}": v for k, v in final["test"].items() if k != "confusion"}
     row["selection"] = final["config"].get("selection", "val")
     row["train.top1"] = pd.read_csv(run_dir / "metrics.csv")["train_top1"].iloc[-1]   # convergence

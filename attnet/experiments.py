@@ -19,7 +19,7 @@ from attnet.engine import checkpoint, fit, runtime
 from attnet.engine.build import build_datasets, build_model, dataset_root
 from attnet.localization import grad_cam, localization_scores
 from attnet.models import GLKANet
-from attnet.results import RETRAINED, load_scores, run_config
+from attnet.results import RETRAINED, load_scores, run_config, run_final
 from attnet.viz import to_images
 
 
@@ -111,7 +111,7 @@ def retrained(run_dir: Path, results_dir: str, data_root: str | None = None, dev
 def retrain_agreement(record: Path, again: Path) -> str:
     """A retrained run against its record: precision and CPU, test top-1, the test videos whose fused
     prediction agrees, and whether the per-video scores repeat digit for digit."""
-    finals = [json.loads((run / "final.json").read_text()) for run in (record, again)]
+    finals = [run_final(run) for run in (record, again)]
     said = [f"{f['precision']} on {f.get('cpu') or f['device']}, test top-1 {f['test']['top1']:.1f} %" for f in finals]
     fused = [s[s["stream"] == "fused"].set_index("video").sort_index() for s in map(load_scores, (record, again))]
     predicted = [f.filter(regex=r"^s\d+$").to_numpy().argmax(1) for f in fused]
@@ -225,7 +225,7 @@ def transfer_experiment(preset: str, results_dir: str = "results/smoke", resume:
                          ("from scratch", "model.init_checkpoint=null")):
         name = f"run.name={target_name}_transfer_{label.replace(' ', '-')}"
         run_dir = runs[label] = fit(load_config(target_preset or preset, common + target + [start, name]))
-        test = json.loads((run_dir / "final.json").read_text())["test"]
+        test = run_final(run_dir)["test"]
         rows.append({"start": label, "top-1": round(test["top1"], 1),
                      **{s.upper(): round(test[f"{s}_top1"], 1) for s in ("gp", "sa", "la") if f"{s}_top1" in test}})
     return Transfer(pd.DataFrame(rows), init_checkpoint, target_name, runs)

@@ -3,7 +3,6 @@ entry points of hubconf.py), and a finished run as a save_pretrained folder with
 (`attnet export`). Pushing a folder to the Hugging Face Hub is left to the user (model.push_to_hub)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,7 +15,7 @@ from attnet.engine import checkpoint
 from attnet.engine.build import model_args
 from attnet.files import CheckpointError, load_weights, write_text
 from attnet.models import GLKANet
-from attnet.results import run_config
+from attnet.results import run_config, run_final
 
 WEIGHTS_FIX = "pass a state-dict .pt / .pth, a run checkpoint, a .safetensors file or a save_pretrained folder"
 SCHEMES = ("http", "https", "file")
@@ -93,7 +92,7 @@ def export(run: str | Path, to: str | Path) -> Path:
     run, to = Path(run), Path(to)
     ckpt = run_checkpoint(run)
     cfg = run_config(run)
-    final = json.loads((run / "final.json").read_text())
+    final = run_final(run)
     state = checkpoint.load(ckpt, fix="train the run again with run.overwrite=true")
     model = GLKANet(len(state["classes"]), **model_args(cfg) | {"pretrained": None})
     load_state(model, state["model"], ckpt)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from attnet.ablation import ablation_table
+from attnet.ablation import ablation_table, runs_table
 from attnet.machine import machine_text
 from attnet.tables import write_table
 
 
 def load_runs_table(results: str | Path, preset: str) -> pd.DataFrame:
     """The per-run table of 03's ablation in a results folder."""
-    path = Path(results) / "tables" / f"ablation_runs_{preset}.csv"
+    path = runs_table(results, preset)
     if not path.is_file():
         raise SystemExit(f"{path}: no ablation runs; make them with `attnet reproduce --preset {preset} "
                          f"--only 03_ablation --results {results}`")

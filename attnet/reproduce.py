@@ -29,7 +29,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from attnet.ablation import ABLATIONS, PROGRESS_ENV, REFERENCE, ablation_run_name, choose_ablations, settings_error
+from attnet.ablation import (ABLATIONS, PROGRESS_ENV, REFERENCE, ablation_run_name, choose_ablations, runs_table,
+                             settings_error)
 from attnet.config import CONFIG_DIR, PRESET_PATH, load_config
 from attnet.executors import EXECUTORS, gpu_count
 from attnet.files import atomic_path, git_commit
@@ -284,9 +285,9 @@ def compare_with_committed(root: Path, results: Path, results_dir: str, preset: 
     """A reproduction's ablation against the committed results/, call by call (attnet.replicate), in
     its tables/replication_<preset> (which 05_results shows); the line that says how many agree,
     or "" where there is nothing to compare."""
-    committed, runs_table = root / "results", Path("tables") / f"ablation_runs_{preset}.csv"
-    if results.resolve() == committed.resolve() or not (committed / runs_table).is_file() \
-            or not (results / runs_table).is_file():
+    committed = root / "results"
+    if results.resolve() == committed.resolve() or not runs_table(committed, preset).is_file() \
+            or not runs_table(results, preset).is_file():
         return ""
     same, calls, path = write_replication(committed, results, preset, command=(
         f"python -m attnet.replicate results {results_dir} --preset {preset} "
@@ -297,7 +298,7 @@ def compare_with_committed(root: Path, results: Path, results_dir: str, preset: 
 
 def ablation_runs(results: Path, preset: str) -> pd.DataFrame:
     """03's per-run table in `results` (empty where 03 wrote none), read once after 03 ran."""
-    path = results / "tables" / f"ablation_runs_{preset}.csv"
+    path = runs_table(results, preset)
     return pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=["run", "status"])
 
 

@@ -17,6 +17,11 @@ def run_config(run_dir: str | Path) -> Config:
     return config_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
 
 
+def run_final(run_dir: str | Path) -> dict:
+    """What a finished run's final.json records: test metrics, best validation top-1, precision, machine."""
+    return json.loads((Path(run_dir) / "final.json").read_text())
+
+
 def run_status(run_dir: Path) -> str:
     if (run_dir / "final.json").is_file():
         return "done"
@@ -38,7 +43,7 @@ def load_runs(path: str | Path = "results/runs") -> pd.DataFrame:
         flat = flat_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
         row |= {k: "+".join(map(str, v)) if isinstance(v, list) else v for k, v in flat.items()}
         if row["status"] == "done":
-            final = json.loads((run_dir / "final.json").read_text())
+            final = run_final(run_dir)
             for k, v in final["test"].items():
                 if k != "confusion":
                     row[f"test.{k}"] = v

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import re
@@ -43,6 +42,7 @@ from attnet.config import load_config
 from attnet.data import build_dataset, build_loader, to_device
 from attnet.losses import GLKALoss
 from attnet.models import TEMPORAL_MODELS
+from attnet.results import run_final
 
 from .data import loader_rate, smooth_frames
 from .model import matmul_peak, timed
@@ -229,7 +229,7 @@ def fit_evaluate_resume(device: torch.device, tmp: Path) -> list[str]:
     tic = time.perf_counter()
     run = fit(load_config("synthetic-smoke", base + ["optim.epochs=1"]))
     fit_s = time.perf_counter() - tic
-    final = json.loads((run / "final.json").read_text())
+    final = run_final(run)
     tic = time.perf_counter()
     metrics = evaluate(load_config("synthetic-smoke", base), run / "checkpoints" / "last.pt")
     eval_s = time.perf_counter() - tic
@@ -263,7 +263,7 @@ def two_process_run(tmp: Path) -> list[str]:
     if done.returncode or not finals:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         return [f"- FAILED (exit {done.returncode}) after {seconds:.1f} s: {tail[0]}"]
-    final = json.loads(finals[0].read_text())
+    final = run_final(finals[0].parent)
     return [f"- torchrun, 2 processes, 1 epoch: {seconds:.1f} s, world size {final['world_size']}, "
             f"test top-1 {final['test']['top1']:.1f} %"]
 
